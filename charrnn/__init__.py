@@ -1,0 +1,38 @@
+"""charrnn: character-level text generation with a recurrent network in NumPy."""
+
+__version__ = "0.1.0"
+
+from charrnn.checkpoint import Run, load
+from charrnn.errors import (
+    CharRNNError,
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    DivergenceError,
+    VocabError,
+)
+from charrnn.model import CharRNN
+from charrnn.sample import Sampler, generate, generate_many
+from charrnn.training import TrainConfig, TrainResult, evaluate, train
+from charrnn.vocab import Vocab
+
+__all__ = [
+    "CharRNN",
+    "CharRNNError",
+    "CheckpointError",
+    "ConfigError",
+    "CorpusError",
+    "DivergenceError",
+    "Run",
+    "Sampler",
+    "TrainConfig",
+    "TrainResult",
+    "Vocab",
+    "VocabError",
+    "__version__",
+    "evaluate",
+    "generate",
+    "generate_many",
+    "load",
+    "train",
+]

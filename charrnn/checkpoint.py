@@ -1,0 +1,249 @@
+"""Run directories: weights and training state in .npz (no pickle) plus JSON metadata.
+
+A run directory holds `latest.npz` (weights, optimizer state, carried hidden state and the
+metadata, enough to resume exactly), `best.npz` (weights of the best validation loss),
+`config.json` (the metadata, for people) and `metrics.jsonl` (one line per evaluation).
+Each .npz embeds its metadata, so it is self-contained and one atomic rename publishes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.errors import CheckpointError, VocabError
+from charrnn.model import PARAM_NAMES, CharRNN, param_shapes
+from charrnn.vocab import Vocab
+
+FORMAT = "charrnn"
+FORMAT_VERSION = 1
+MAX_HIDDEN = 16384
+MAX_VOCAB = 1_114_112  # every Unicode code point
+META_KEY = "meta"
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename: fsync the directory that holds the entry (best effort off POSIX)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old contents or the new, never a torn mix."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Atomically write arrays and metadata (as UTF-8 JSON bytes) to one uncompressed .npz."""
+    buffer = io.BytesIO()
+    meta_bytes = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(buffer, **{META_KEY: meta_bytes}, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_json(path: Path, data: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one JSON line and fsync it."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_header(member) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    return shape, dtype
+
+
+def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None):
+    """Read every array of an .npz without pickle, checking each header before its data.
+
+    With `expected`, arrays must have exactly those shapes and dtypes; members must be stored
+    uncompressed, so no array is larger than the bytes actually in the file.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise CheckpointError(f"{path}: member {name!r} is compressed")
+                with archive.open(info) as member:
+                    shape, dtype = _read_header(member)
+                    if dtype.hasobject:
+                        raise CheckpointError(f"{path}: member {name!r} holds Python objects")
+                    if expected is not None and name != META_KEY:
+                        if name not in expected:
+                            raise CheckpointError(f"{path}: unexpected member {name!r}")
+                        want_shape, want_dtype = expected[name]
+                        if shape != want_shape or dtype != want_dtype:
+                            raise CheckpointError(
+                                f"{path}: {name!r} is {dtype}{list(shape)}, the config says "
+                                f"{np.dtype(want_dtype)}{list(want_shape)}"
+                            )
+                    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if nbytes > info.file_size:
+                        raise CheckpointError(f"{path}: member {name!r} is truncated")
+                    data = member.read(nbytes)
+                    if len(data) != nbytes:
+                        raise CheckpointError(f"{path}: member {name!r} is truncated")
+                    arrays[name] = np.frombuffer(data, dtype).reshape(shape).copy()
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable charrnn checkpoint ({exc})") from None
+    if expected is not None:
+        missing = sorted(set(expected) - set(arrays))
+        if missing:
+            raise CheckpointError(f"{path}: missing arrays {', '.join(missing)}")
+    return arrays
+
+
+def read_meta(path: Path) -> dict:
+    """The metadata embedded in a checkpoint, validated enough to size every other array."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(META_KEY + ".npy") as member:
+            shape, dtype = _read_header(member)
+            if dtype != np.uint8 or len(shape) != 1 or shape[0] > 64 << 20:
+                raise CheckpointError(f"{path}: metadata has the wrong type")
+            raw = member.read(shape[0])
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except KeyError:
+        raise CheckpointError(f"{path}: not a charrnn checkpoint (no metadata)") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable charrnn checkpoint ({exc})") from None
+    try:
+        meta = json.loads(raw.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: metadata is not valid JSON") from None
+    validate_meta(meta, path)
+    return meta
+
+
+def validate_meta(meta: object, path: Path) -> None:
+    """Check the fields every reader relies on, with one clear message for the first wrong one."""
+
+    def fail(what: str) -> None:
+        raise CheckpointError(f"{path}: {what}")
+
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fail("not a charrnn checkpoint")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        fail(f"checkpoint format version {version!r}; this charrnn reads version {FORMAT_VERSION}")
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        fail("metadata has no 'model' object")
+    if model.get("cell") != CharRNN.cell:
+        fail(f"unknown cell {model.get('cell')!r}")
+    for key, limit in (("hidden_size", MAX_HIDDEN), ("vocab_size", MAX_VOCAB)):
+        value = model.get(key)
+        if type(value) is not int or not 1 <= value <= limit:
+            fail(f"model {key} must be an integer from 1 to {limit}, got {value!r}")
+    if model.get("dtype") not in ("float32", "float64"):
+        fail(f"model dtype must be float32 or float64, got {model.get('dtype')!r}")
+    try:
+        vocab = Vocab.from_json(meta.get("vocab"))
+    except (VocabError, TypeError) as exc:
+        fail(f"bad vocabulary: {exc}")
+    if len(vocab) != model["vocab_size"]:
+        fail(f"vocabulary has {len(vocab)} symbols but the model expects {model['vocab_size']}")
+    if type(meta.get("step")) is not int or meta["step"] < 0:
+        fail(f"step must be a non-negative integer, got {meta.get('step')!r}")
+
+
+@dataclass
+class Run:
+    """A loaded checkpoint: the model, its vocabulary and the metadata it was saved with."""
+
+    model: CharRNN
+    vocab: Vocab
+    config: dict
+    path: Path
+
+
+def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
+    """The .npz to read for a run directory (best, else latest) or a path to an .npz."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (which, "latest") if which == "best" else (which,):
+            candidate = path / f"{name}.npz"
+            if candidate.exists():
+                return candidate
+        raise CheckpointError(f"{path}: no {which}.npz in this run directory")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    return path
+
+
+def model_arrays_expected(meta: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    m = meta["model"]
+    dtype = np.dtype(m["dtype"])
+    shapes = param_shapes(m["vocab_size"], m["hidden_size"])
+    return {f"param/{k}": (shape, dtype) for k, shape in shapes.items()}
+
+
+def load(path: str | os.PathLike, which: str = "best") -> Run:
+    """Load a run directory or .npz: `.model`, `.vocab` and `.config` (never unpickles)."""
+    file = checkpoint_path(path, which)
+    meta = read_meta(file)
+    expected = model_arrays_expected(meta)
+    arrays = read_npz(file)
+    for name, (shape, dtype) in expected.items():
+        array = arrays.get(name)
+        if array is None:
+            raise CheckpointError(f"{file}: missing array {name!r}")
+        if array.shape != shape or array.dtype != dtype:
+            raise CheckpointError(
+                f"{file}: {name!r} is {array.dtype}{list(array.shape)}, the config says "
+                f"{dtype}{list(shape)}"
+            )
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
+    m = meta["model"]
+    model = CharRNN(m["vocab_size"], m["hidden_size"], dtype=m["dtype"])
+    model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
+    return Run(model, Vocab.from_json(meta["vocab"]), meta, file)

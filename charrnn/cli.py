@@ -1,0 +1,543 @@
+"""The `charrnn` command: argparse subcommands over the library; all printing lives here."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from charrnn import __version__, checkpoint, corpus, sample, training
+from charrnn.errors import CharRNNError, ConfigError
+from charrnn.optim import OPTIMIZERS
+from charrnn.vocab import UNITS
+
+LN2 = math.log(2)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as one line, `charrnn: error: ...`, exit code 2."""
+
+    def error(self, message: str) -> None:
+        print(f"charrnn: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def int_range(low: int, high: int | None = None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            span = f"from {low:,} to {high:,}" if high is not None else f">= {low:,}"
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+def float_range(low: float, high: float = math.inf, low_open: bool = False, high_open=False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        ok = ok and (value < high if high_open else value <= high)
+        if not ok:
+            left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+            span = f"in {left}{low:g}, {'inf' if high == math.inf else f'{high:g}'}{right}"
+            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="charrnn", description="Character-level RNN text generation in NumPy.")
+    parser.add_argument("--version", action="version", version=f"charrnn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("train", help="train a model on a text file or a built-in corpus")
+    p.add_argument("file", nargs="?", help="UTF-8 text file (default: the python-docs corpus)")
+    p.add_argument("--corpus", metavar="NAME", help="built-in corpus (see `charrnn corpora`)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
+    p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
+    p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
+    d = training.TrainConfig()
+    p.add_argument(
+        "--hidden", type=int_range(1, checkpoint.MAX_HIDDEN), help=f"hidden units ({d.hidden})"
+    )
+    p.add_argument(
+        "--seq-len", type=int_range(1, 100_000), help=f"BPTT chunk length T ({d.seq_len})"
+    )
+    p.add_argument("--batch", type=int_range(1, 100_000), help=f"parallel streams B ({d.batch})")
+    p.add_argument(
+        "--lr", type=float_range(0, 10, low_open=True), help=f"peak learning rate ({d.lr})"
+    )
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"({d.optimizer})")
+    p.add_argument(
+        "--clip",
+        type=float_range(0, 1e6),
+        help=f"global gradient-norm bound, 0 for none ({d.clip})",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=list(training.SCHEDULES),
+        help=f"learning-rate schedule ({d.schedule})",
+    )
+    p.add_argument("--warmup", type=int_range(0, 10**9), help=f"warm-up steps ({d.warmup})")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int_range(1, 10**9), help="train until this step")
+    budget.add_argument(
+        "--minutes",
+        type=float_range(0, 10**6, low_open=True),
+        help=f"wall-clock budget (default {DEFAULT_MINUTES:g} when no --steps)",
+    )
+    p.add_argument(
+        "--eval-every", type=int_range(1, 10**9), help=f"steps between evaluations ({d.eval_every})"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int_range(1, 10**9),
+        help="steps between checkpoints (eval-every)",
+    )
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), help=f"random seed ({d.seed})")
+    p.add_argument(
+        "--val-fraction",
+        type=float_range(0, 1, high_open=True),
+        help=f"share of text held out ({d.val_fraction})",
+    )
+    p.add_argument("--unit", choices=list(UNITS), help=f"symbol unit ({d.unit})")
+    p.add_argument(
+        "--sample-length",
+        type=int_range(0, 10**6),
+        help=f"symbols sampled at each evaluation ({d.sample_length})",
+    )
+    p.set_defaults(func=cmd_train)
+
+    def sampling_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run", type=Path, help="run directory or .npz checkpoint")
+        p.add_argument(
+            "--length", type=int_range(0, 10**8), default=500, help="symbols to generate (500)"
+        )
+        p.add_argument(
+            "--temperature", type=float_range(0, 100), default=0.8, help="0 is greedy (0.8)"
+        )
+        p.add_argument("--top-k", type=int_range(1), help="sample among the k likeliest symbols")
+        p.add_argument(
+            "--top-p",
+            type=float_range(0, 1, low_open=True),
+            help="nucleus: the likeliest symbols holding mass p",
+        )
+        p.add_argument(
+            "--seed", type=int_range(0, 2**63 - 1), help="random seed (fresh each run when absent)"
+        )
+        p.add_argument(
+            "--checkpoint", choices=["best", "latest"], default="best", help="which weights (best)"
+        )
+
+    p = commands.add_parser("sample", help="generate text from a trained run, streamed to stdout")
+    sampling_options(p)
+    p.add_argument("--prime", default="", help="text to continue")
+    p.add_argument("--num", type=int_range(1, 100_000), default=1, help="independent samples")
+    p.set_defaults(func=cmd_sample)
+
+    p = commands.add_parser("repl", help="interactive generation: type text, the model goes on")
+    sampling_options(p)
+    p.set_defaults(func=cmd_repl, length=300)
+
+    p = commands.add_parser("eval", help="nats/char and bits/char of a run on a text file")
+    p.add_argument("run", type=Path)
+    p.add_argument("file", type=Path)
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("info", help="a run's configuration and metrics")
+    p.add_argument("run", type=Path)
+    p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("corpora", help="list the built-in corpora")
+    p.set_defaults(func=cmd_corpora)
+    return parser
+
+
+DEFAULT_MINUTES = 3.0
+RESUMABLE = {"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"}
+
+
+def console(stderr: bool = False) -> Console:
+    """Rich on a terminal (NO_COLOR respected by rich); unwrapped plain lines elsewhere."""
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        out = Console(stderr=stderr, highlight=False, soft_wrap=True, width=max(out.width, 120))
+    return out
+
+
+# ---- train ------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the trainer to save and stop; a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            self.requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+class RichObserver(training.Observer):
+    """Progress bar, evaluation lines and samples on a terminal; plain lines elsewhere."""
+
+    def __init__(
+        self, out: Console, total_steps: int | None, minutes: float | None, eval_every: int
+    ):
+        self.out = out
+        self.total_steps, self.minutes = total_steps, minutes
+        self.log_every = max(1, eval_every // 5)
+        self.progress: Progress | None = None
+        self.task = None
+
+    def on_start(self, info: dict) -> None:
+        c = info["config"]
+        self.out.print(
+            f"run {info['run_dir']}: {info['train_symbols']:,} training and "
+            f"{info['val_symbols']:,} validation symbols, vocab {info['vocab_size']}, "
+            f"{info['params']:,} parameters, hidden {c.hidden}, batch {c.batch} x seq-len "
+            f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
+            + (f", resuming at step {info['step']:,}" if info["step"] else "")
+        )
+        if self.out.is_terminal:
+            self.progress = Progress(
+                TextColumn("step {task.fields[step]:>6,}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("loss {task.fields[loss]:.3f}"),
+                TextColumn("{task.fields[bpc]:.3f} bits/char"),
+                TextColumn("{task.fields[cps]:>9,.0f} chars/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.out,
+            )
+            total = self.total_steps if self.total_steps else self.minutes * 60
+            self.task = self.progress.add_task(
+                "train", total=total, step=info["step"], loss=math.nan, bpc=math.nan, cps=0.0
+            )
+            self.progress.start()
+
+    def on_step(self, s: training.StepStats) -> None:
+        if self.progress is not None:
+            done = s.step if self.total_steps else s.elapsed
+            self.progress.update(
+                self.task,
+                completed=done,
+                step=s.step,
+                loss=s.loss,
+                bpc=s.loss / LN2,
+                cps=s.chars_per_sec,
+            )
+        elif s.step % self.log_every == 0:
+            self.out.print(
+                f"step {s.step:,}  loss {s.loss:.4f}  {s.loss / LN2:.3f} bits/char  "
+                f"{s.chars_per_sec:,.0f} chars/s  lr {s.lr:.2e}  elapsed {s.elapsed:.1f}s"
+            )
+
+    def on_eval(self, record: dict, text: str) -> None:
+        line = f"eval at step {record['step']:,}:"
+        if record.get("train_loss") is not None:
+            line += f" train {record['train_loss']:.4f} nats/char"
+        if "val_loss" in record:
+            line += (
+                f", validation {record['val_loss']:.4f} nats/char "
+                f"({record['val_bpc']:.3f} bits/char)"
+            )
+        target = self.progress.console if self.progress else self.out
+        target.print(line)
+        if text:
+            if self.out.is_terminal:
+                target.print(
+                    Panel(text, title="sample", title_align="left", expand=False), markup=False
+                )
+            else:
+                target.print("sample: " + text.replace("\n", "\n        "), markup=False)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def make_run_dir() -> Path:
+    """runs/<timestamp>, with runs/latest pointing at it."""
+    runs = Path("runs")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs / stamp
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = runs / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    link = runs / "latest"
+    tmp = runs / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:
+        pass  # no symlinks here: the run directory itself is printed
+    return run_dir
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = console()
+    given = {
+        k: getattr(args, k)
+        for k in (f.name for f in training.dataclasses.fields(training.TrainConfig))
+        if getattr(args, k, None) is not None
+    }
+    if args.resume is not None:
+        if args.out is not None:
+            raise ConfigError("--resume continues a run in place; leave out --out")
+        config, source = training.read_run_config(args.resume)
+        fixed = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(config, k) != v}
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise ConfigError(f"{names} cannot change when resuming a run")
+        if "steps" in given or "minutes" in given:
+            config.steps, config.minutes = given.get("steps"), given.get("minutes")
+        for k in RESUMABLE & given.keys() - {"steps", "minutes"}:
+            setattr(config, k, given[k])
+        if args.file is None and args.corpus is None:
+            if "builtin" in source:
+                text, source = corpus.load_corpus(name=source["builtin"])
+            elif "path" in source:
+                text, source = corpus.load_corpus(
+                    source["path"], encoding=source.get("encoding", "utf-8")
+                )
+            else:
+                raise ConfigError(
+                    f"{args.resume}: the run does not say what it trained on; give FILE"
+                )
+        else:
+            text, source = corpus.load_corpus(args.file, args.corpus, args.encoding)
+        run_dir = args.resume
+    else:
+        config = training.TrainConfig(**given)
+        if config.steps is None and config.minutes is None:
+            config.minutes = DEFAULT_MINUTES
+        config.check()
+        text, source = corpus.load_corpus(args.file, args.corpus, args.encoding)
+        run_dir = args.out if args.out is not None else make_run_dir()
+
+    stop = StopFlag()
+    stop.install()
+    observer = RichObserver(out, config.steps, config.minutes, config.eval_every)
+    try:
+        result = training.train(
+            text,
+            config,
+            run_dir,
+            source,
+            resume=args.resume is not None,
+            observer=observer,
+            stop=stop,
+        )
+    finally:
+        observer.stop()
+    table = Table(title=f"run {result.run_dir}", title_justify="left")
+    for name in (
+        "steps",
+        "time",
+        "chars/s",
+        "train nats/char",
+        "train bits/char",
+        "val nats/char",
+        "val bits/char",
+        "best val nats/char",
+    ):
+        table.add_column(name, justify="right")
+
+    def fmt(x: float | None, scale: float = 1.0) -> str:
+        return "-" if x is None else f"{x / scale:.4f}"
+
+    best = (
+        "-"
+        if result.best_val_loss is None
+        else f"{result.best_val_loss:.4f} @ {result.best_step:,}"
+    )
+    table.add_row(
+        f"{result.step:,}",
+        f"{result.elapsed:.1f}s",
+        f"{result.chars_per_sec:,.0f}",
+        fmt(result.train_loss),
+        fmt(result.train_loss, LN2),
+        fmt(result.val_loss),
+        fmt(result.val_loss, LN2),
+        best,
+    )
+    out.print(table)
+    if result.interrupted:
+        out.print(
+            f"stopped at step {result.step:,}; checkpoint saved in {run_dir}. "
+            f"Resume with: charrnn train --resume {run_dir}"
+        )
+        return 130
+    out.print(f"sample from it with: charrnn sample {run_dir}")
+    return 0
+
+
+# ---- sample, repl, eval, info, corpora --------------------------------------------------------
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    sample.check_sampling(args.temperature, args.top_k, args.top_p)
+    run = checkpoint.load(args.run, args.checkpoint)
+    options = dict(
+        prime=args.prime,
+        length=args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    write = sys.stdout.write
+    if args.num == 1:
+        pieces = sample.generate(run.model, run.vocab, **options)  # primes (and checks) first
+        first = next(pieces, "")
+        write(args.prime + first)
+        sys.stdout.flush()
+        for piece in pieces:
+            write(piece)
+            sys.stdout.flush()
+        write("\n")
+    else:
+        texts = sample.generate_many(run.model, run.vocab, args.num, **options)
+        for i, text in enumerate(texts):
+            if i:
+                write("\n" + "-" * 40 + "\n")
+            write(args.prime + text)
+        write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_repl(args: argparse.Namespace) -> int:
+    from charrnn.repl import Repl
+
+    sample.check_sampling(args.temperature, args.top_k, args.top_p)
+    run = checkpoint.load(args.run, args.checkpoint)
+    Repl(
+        run,
+        console(),
+        temperature=args.temperature,
+        length=args.length,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    ).loop()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    run = checkpoint.load(args.run, args.checkpoint)
+    text = corpus.read_text(args.file, args.encoding)
+    ids = run.vocab.encode(text)
+    if len(ids) < 2:
+        raise CharRNNError(f"{args.file}: needs at least 2 symbols to evaluate")
+    nats = training.evaluate(run.model, ids)  # state carried: the chunk length does not matter
+    console().print(
+        f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
+        f"over {len(ids) - 1:,} predictions"
+    )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    run = checkpoint.load(args.run, "latest")
+    meta = run.config
+    out = console()
+    table = Table(title=f"run {args.run}", title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    m = meta["model"]
+    unit = meta["vocab"].get("unit")
+    table.add_row(
+        "model",
+        f"{m['cell']} hidden {m['hidden_size']}, vocab {m['vocab_size']} ({unit}), {m['dtype']}",
+    )
+    table.add_row("parameters", f"{sum(p.size for p in run.model.params.values()):,}")
+    table.add_row(
+        "corpus", ", ".join(f"{k} {v}" for k, v in meta.get("corpus", {}).items() if k != "sha256")
+    )
+    for k, v in meta.get("train", {}).items():
+        table.add_row(k.replace("_", "-"), str(v))
+    table.add_row("step", f"{meta['step']:,}")
+    if isinstance(meta.get("elapsed"), (int, float)):
+        table.add_row("elapsed", f"{meta['elapsed']:.1f}s")
+    metrics = meta.get("metrics") or {}
+    for k in ("train_loss", "train_bpc", "val_loss", "val_bpc", "best_val_loss", "best_step"):
+        if metrics.get(k) is not None:
+            v = metrics[k]
+            table.add_row(k.replace("_", " "), f"{v:.4f}" if isinstance(v, float) else str(v))
+    out.print(table)
+    return 0
+
+
+def cmd_corpora(args: argparse.Namespace) -> int:
+    table = Table(title="built-in corpora", title_justify="left")
+    table.add_column("name")
+    table.add_column("characters", justify="right")
+    table.add_column("what it is")
+    for name, (description, load) in sorted(corpus.BUILTIN.items()):
+        table.add_row(name, f"{len(load()):,}", description)
+    console().print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CharRNNError as exc:
+        message = " ".join(str(exc).split("\n"))
+        print(f"charrnn: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("charrnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""A vanilla RNN over one-hot symbols, forward and backward by hand in NumPy.
+
+    h_t = tanh(x_t W_xh + h_{t-1} W_hh + b_h)      p_t = softmax(h_t W_hy + b_y)
+    loss = mean over all positions of -ln p_t[target_t]      (nats per symbol)
+
+Shapes: B streams, T time steps, H hidden units, V symbols. Internally time is the leading
+axis, so the recurrence walks contiguous (B, H) slabs and every other product is one GEMM
+over all T*B rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
+
+
+def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each parameter for a vocabulary of V symbols and H hidden units."""
+    V, H = vocab_size, hidden_size
+    return {"W_xh": (V, H), "W_hh": (H, H), "b_h": (H,), "W_hy": (H, V), "b_y": (V,)}
+
+
+def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, num_ids: int) -> np.ndarray:
+    """out[v] = sum of rows[i] where ids[i] == v: the gradient of a row gather, (num_ids, H)."""
+    if num_ids <= 256:  # one GEMM with a (V, N) one-hot: cheap while V is small
+        one_hot_t = np.zeros((num_ids, len(ids)), rows.dtype)  # (V, N)
+        one_hot_t[ids, np.arange(len(ids))] = 1
+        return one_hot_t @ rows  # (V, H)
+    order = np.argsort(ids, kind="stable")  # sort rows by id, then sum each run of equal ids
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out = np.zeros((num_ids, rows.shape[1]), rows.dtype)
+    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return out
+
+
+class CharRNN:
+    """A vanilla tanh RNN with a softmax output; `params` holds every weight by name."""
+
+    cell = "rnn"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        seed: int = 0,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        if vocab_size < 1 or hidden_size < 1:
+            raise ValueError("vocab_size and hidden_size must be positive")
+        self.vocab_size, self.hidden_size = int(vocab_size), int(hidden_size)
+        self.dtype = np.dtype(dtype)
+        rng = np.random.default_rng(seed)
+        V, H = self.vocab_size, self.hidden_size
+        scale = 1.0 / np.sqrt(H)
+        # Orthogonal recurrence keeps early gradients from exploding or vanishing.
+        q, r = np.linalg.qr(rng.standard_normal((H, H)))
+        self.params: dict[str, np.ndarray] = {
+            "W_xh": rng.uniform(-scale, scale, (V, H)),
+            "W_hh": q * np.sign(np.diag(r)),
+            "b_h": np.zeros(H),
+            "W_hy": rng.uniform(-scale, scale, (H, V)),
+            "b_y": np.zeros(V),
+        }
+        self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
+        self._work: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    def zero_state(self, batch: int) -> np.ndarray:
+        """A fresh hidden state for `batch` streams, (B, H)."""
+        return np.zeros((batch, self.hidden_size), self.dtype)
+
+    def _buffers(self, T: int, B: int) -> dict[str, np.ndarray]:
+        """Work buffers for a (B, T) chunk, allocated once and reused by every later call."""
+        work = self._work.get((T, B))
+        if work is None:
+            H, V, dt = self.hidden_size, self.vocab_size, self.dtype
+            work = {
+                "hs": np.empty((T + 1, B, H), dt),  # h_0 .. h_T
+                "logits": np.empty((T * B, V), dt),  # logits, then probs, then dlogits
+                "dz": np.empty((T, B, H), dt),  # dL/dh from the output, then dL/d(pre-tanh)
+                "dtanh": np.empty((T, B, H), dt),  # 1 - h_t**2
+                "tmp": np.empty((B, H), dt),
+                "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
+                "rows": np.arange(T * B),
+            }
+            if len(self._work) >= 4:  # training and evaluation use few shapes; cap the rest
+                self._work.pop(next(iter(self._work)))
+            self._work[(T, B)] = work
+        return work
+
+    def _forward(self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray):
+        """Run the chunk; returns the summed nats, work buffers and the (T*B,) target ids."""
+        p = self.params
+        B, T = inputs.shape
+        w = self._buffers(T, B)
+        hs, logits, tmp = w["hs"], w["logits"], w["tmp"]
+        H = self.hidden_size
+        hs[0] = h0
+        # x_t W_xh + b_h is a row gather from (W_xh + b_h), written straight into hs[1:].
+        np.take(p["W_xh"] + p["b_h"], inputs.T, axis=0, out=hs[1:])  # (T, B, H)
+        W_hh = p["W_hh"]
+        for t in range(T):
+            np.matmul(hs[t], W_hh, out=tmp)  # (B, H)
+            tmp += hs[t + 1]
+            np.tanh(tmp, out=hs[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
+        h_flat = hs[1:].reshape(T * B, H)  # (TB, H)
+        np.matmul(h_flat, p["W_hy"], out=logits)  # (TB, V)
+        logits += p["b_y"]
+        target_ids = targets.T.reshape(-1)  # (TB,) time-major, matching h_flat's rows
+        # Stable log-softmax: log p = y - max - log sum exp(y - max).
+        logits -= logits.max(axis=1, keepdims=True)
+        target_logit = logits[w["rows"][: T * B], target_ids]  # (TB,)
+        np.exp(logits, out=logits)
+        total = logits.sum(axis=1)  # (TB,)
+        nats = float(np.log(total).sum(dtype=np.float64) - target_logit.sum(dtype=np.float64))
+        logits /= total[:, None]  # probs, (TB, V)
+        return nats, w, target_ids
+
+    def loss(self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray):
+        """Forward only: (mean nats per symbol, h_T) for (B, T) inputs and targets."""
+        nats, w, _ = self._forward(inputs, targets, h0)
+        return nats / inputs.size, w["hs"][-1].copy()
+
+    def loss_and_grads(
+        self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray, with_dh0: bool = False
+    ):
+        """Loss (mean nats), gradients of every parameter, and h_T to carry to the next chunk.
+
+        inputs, targets: int (B, T); h0: (B, H). With `with_dh0` the gradients also hold
+        "h0", dL/dh0, which training never needs but the gradient check does.
+        """
+        p = self.params
+        B, T = inputs.shape
+        H, V = self.hidden_size, self.vocab_size
+        nats, w, target_ids = self._forward(inputs, targets, h0)
+        hs, dz, dtanh, dnext = w["hs"], w["dz"], w["dtanh"], w["dnext"]
+        N = T * B
+        h_flat = hs[1:].reshape(N, H)  # (TB, H)
+
+        # loss = mean -log softmax(y)[target]  ->  dL/dy = (p - onehot(target)) / N
+        dlogits = w["logits"]  # (TB, V), holds probs
+        dlogits[w["rows"][:N], target_ids] -= 1
+        dlogits *= 1.0 / N
+        # y = h W_hy + b_y
+        grads = {
+            "W_hy": h_flat.T @ dlogits,  # (H, V)
+            "b_y": dlogits.sum(axis=0),  # (V,)
+        }
+        np.matmul(dlogits, p["W_hy"].T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
+
+        # h_{t+1} = tanh(a_t), a_t = x_t W_xh + b_h + h_t W_hh:
+        # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2)
+        np.multiply(hs[1:], hs[1:], out=dtanh)
+        np.subtract(1, dtanh, out=dtanh)  # (T, B, H)
+        W_hh_T = p["W_hh"].T
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                dz[t] += dnext
+            dz[t] *= dtanh[t]  # dz[t] is now dL/da_t, (B, H)
+            if t > 0 or with_dh0:
+                np.matmul(dz[t], W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
+        da_flat = dz.reshape(N, H)  # (TB, H)
+        grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
+        grads["b_h"] = da_flat.sum(axis=0)  # (H,)
+        grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), da_flat, V)  # (V, H)
+        if with_dh0:
+            grads["h0"] = dnext.copy()  # (B, H)
+        grads = {k: np.asarray(grads[k], self.dtype) for k in (*PARAM_NAMES, "h0") if k in grads}
+        return nats / N, grads, hs[-1].copy()
+
+    def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One time step for sampling: ids (B,), h (B, H) -> logits (B, V), new h (B, H)."""
+        p = self.params
+        a = h @ p["W_hh"]  # (B, H)
+        a += p["W_xh"][ids]
+        a += p["b_h"]
+        np.tanh(a, out=a)
+        logits = a @ p["W_hy"]  # (B, V)
+        logits += p["b_y"]
+        return logits, a

@@ -1,0 +1,154 @@
+"""The interactive prompt: the user types text and the model continues it, streaming."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from charrnn.checkpoint import Run
+from charrnn.errors import CharRNNError, ConfigError, VocabError
+from charrnn.sample import Sampler, check_sampling, feed
+
+HELP = [
+    (":temp F", "temperature, 0 is greedy"),
+    (":len N", "symbols generated per turn"),
+    (":topk K", "sample among the K likeliest symbols (:topk off to stop)"),
+    (":topp P", "nucleus sampling with mass P (:topp off to stop)"),
+    (":seed N", "restart the random generator with seed N"),
+    (":reset", "forget the conversation so far"),
+    (":help", "this table"),
+    (":quit", "leave (Ctrl-D too)"),
+]
+
+
+class Repl:
+    """A conversation with a model: its hidden state carries across turns until :reset."""
+
+    def __init__(
+        self,
+        run: Run,
+        console: Console,
+        temperature: float = 0.8,
+        length: int = 300,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ):
+        self.model, self.vocab, self.console = run.model, run.vocab, console
+        self.length = length
+        self.sampler = Sampler(temperature, top_k, top_p, seed)
+        self.h: np.ndarray | None = None
+        self.logits: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.h, self.logits = None, None
+
+    def feed_text(self, text: str) -> None:
+        """Run the user's text through the model after the conversation so far."""
+        ids = self.vocab.encode(text)
+        h = self.h if self.h is not None else self.model.zero_state(1)
+        self.logits, self.h = feed(self.model, ids, h)
+
+    def generate(self) -> None:
+        """Stream `length` symbols; Ctrl-C stops early and keeps the state reached."""
+        if self.logits is None:
+            start = "\n" if "\n" in self.vocab else self.vocab.symbols[0]
+            self.feed_text(start)
+        out = sys.stdout
+        try:
+            for _ in range(self.length):
+                ids = self.sampler.draw(self.logits)
+                out.write(self.vocab.symbols[ids[0]])
+                out.flush()
+                self.logits, self.h = self.model.step(ids, self.h)
+        except KeyboardInterrupt:
+            out.write("\n")
+            self.console.print("[dim](stopped)[/dim]")
+        else:
+            out.write("\n")
+        out.flush()
+
+    def command(self, line: str) -> bool:
+        """Apply a `:command`; returns False when the user asked to quit."""
+        name, _, value = line[1:].strip().partition(" ")
+        value = value.strip()
+        s = self.sampler
+        try:
+            if name in ("quit", "q", "exit"):
+                return False
+            if name == "help":
+                table = Table(show_header=False)
+                for cmd, what in HELP:
+                    table.add_row(cmd, what)
+                self.console.print(table)
+            elif name == "reset":
+                self.reset()
+                self.console.print("[dim]state forgotten[/dim]")
+            elif name == "temp":
+                check_sampling(float(value), s.top_k, s.top_p)
+                s.temperature = float(value)
+            elif name == "len":
+                if int(value) < 0:
+                    raise ConfigError(f"length must be >= 0, got {value}")
+                self.length = int(value)
+            elif name == "topk":
+                top_k = None if value == "off" else int(value)
+                check_sampling(s.temperature, top_k, s.top_p)
+                s.top_k = top_k
+            elif name == "topp":
+                top_p = None if value == "off" else float(value)
+                check_sampling(s.temperature, s.top_k, top_p)
+                s.top_p = top_p
+            elif name == "seed":
+                s.rng = np.random.default_rng(int(value))
+            else:
+                self.console.print(f"unknown command :{name}; :help lists them", markup=False)
+                return True
+            if name not in ("help", "reset"):
+                self.console.print(self.settings(), markup=False)
+        except ValueError:
+            self.console.print(f"bad value for :{name}: {value!r}", markup=False)
+        except CharRNNError as exc:
+            self.console.print(f"error: {exc}", markup=False)
+        return True
+
+    def settings(self) -> str:
+        s = self.sampler
+        return (
+            f"temperature {s.temperature:g}, length {self.length}, "
+            f"top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}"
+        )
+
+    def loop(self) -> None:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (arrow keys and history for input())
+        self.console.print(
+            f"charrnn repl: vocab {len(self.vocab)}, hidden {self.model.hidden_size}. "
+            "Type text and the model goes on; Enter alone continues; :help for commands.",
+            markup=False,
+        )
+        self.console.print(self.settings(), markup=False)
+        while True:
+            try:
+                line = self.console.input("[bold cyan]>>> [/]")
+            except KeyboardInterrupt:
+                self.console.print()
+                continue
+            except EOFError:
+                self.console.print()
+                return
+            if line.startswith(":"):
+                if not self.command(line):
+                    return
+                continue
+            try:
+                if line:
+                    self.feed_text(line)
+            except VocabError as exc:
+                self.console.print(f"error: {exc}", markup=False)
+                continue
+            self.generate()

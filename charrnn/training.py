@@ -1,0 +1,436 @@
+"""Training: truncated BPTT over B streams, clipping, evaluation, checkpoints, progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import checkpoint
+from charrnn.batches import Streams
+from charrnn.corpus import split_ids
+from charrnn.errors import CheckpointError, ConfigError, CorpusError, DivergenceError
+from charrnn.model import PARAM_NAMES, CharRNN
+from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charrnn.sample import Sampler, generate_ids
+from charrnn.vocab import UNITS, Vocab
+
+LN2 = math.log(2)
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a run; saved in its metadata and reused on resume."""
+
+    hidden: int = 256
+    seq_len: int = 100
+    batch: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    clip: float = 5.0
+    schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
+    warmup: int = 50  # steps of linear lr warm-up
+    min_lr_ratio: float = 0.1
+    steps: int | None = None
+    minutes: float | None = None
+    eval_every: int = 500
+    checkpoint_every: int | None = None  # steps between checkpoints; default eval_every
+    seed: int = 0
+    val_fraction: float = 0.1
+    unit: str = "grapheme"
+    sample_length: int = 200
+    sample_temperature: float = 0.8
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first option outside its range."""
+        ints = {
+            "hidden": (1, checkpoint.MAX_HIDDEN),
+            "seq_len": (1, 100_000),
+            "batch": (1, 100_000),
+            "eval_every": (1, 10**9),
+            "warmup": (0, 10**9),
+            "sample_length": (0, 10**6),
+        }
+        for name, (low, high) in ints.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and not 0 < self.minutes < math.inf:
+            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.clip < math.inf:
+            raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.unit not in UNITS:
+            raise ConfigError(f"unit must be one of {', '.join(UNITS)}")
+
+
+@dataclass
+class StepStats:
+    """What the observer hears after every step."""
+
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    chars_per_sec: float
+    elapsed: float
+    progress: float  # fraction of the step or time budget done
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    elapsed: float
+    train_loss: float | None
+    val_loss: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    chars_per_sec: float
+    interrupted: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+class Observer:
+    """Hooks for progress reporting; the CLI draws them, a notebook may ignore them."""
+
+    def on_start(self, info: dict) -> None: ...
+
+    def on_step(self, stats: StepStats) -> None: ...
+
+    def on_eval(self, record: dict, sample: str) -> None: ...
+
+    def on_checkpoint(self, path: Path) -> None: ...
+
+
+def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up for `warmup` steps, then constant or cosine decay over the budget."""
+    warm = min(1.0, (step + 1) / config.warmup) if config.warmup else 1.0
+    if config.schedule == "constant":
+        return config.lr * warm
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.lr * warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def evaluate(
+    model: CharRNN,
+    ids: np.ndarray,
+    seq_len: int = 100,
+    streams: int = 64,
+    stop: Callable[[], bool] | None = None,
+) -> float:
+    """Mean nats per symbol of predicting every symbol of `ids` after the first.
+
+    The text is cut into `streams` contiguous streams walked in chunks with state carried;
+    the few positions left over continue the last stream, so every symbol counts once.
+    """
+    n = len(ids) - 1
+    if n < 1:
+        raise CorpusError("evaluation text needs at least 2 symbols")
+    B = min(streams, n)
+    L = n // B
+    inputs, targets = ids[: B * L].reshape(B, L), ids[1 : B * L + 1].reshape(B, L)
+    h = model.zero_state(B)
+    nats = 0.0
+    for start in range(0, L, seq_len):
+        if stop is not None and stop():
+            return math.nan
+        cols = slice(start, start + seq_len)
+        loss, h = model.loss(inputs[:, cols], targets[:, cols], h)
+        nats += loss * inputs[:, cols].size
+    rest_in, rest_out = ids[B * L : n][None], ids[B * L + 1 :][None]
+    if rest_in.size:
+        loss, _ = model.loss(rest_in, rest_out, h[-1:])
+        nats += loss * rest_in.size
+    return nats / n
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def train(
+    text: str,
+    config: TrainConfig,
+    run_dir: str | Path,
+    source: dict | None = None,
+    resume: bool = False,
+    observer: Observer | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a CharRNN on `text`, checkpointing into `run_dir`; resume continues it exactly.
+
+    `stop` is polled between steps: when it returns True the run saves and returns with
+    `interrupted` set. A non-finite loss or gradient raises DivergenceError and saves nothing.
+    """
+    observer = observer or Observer()
+    stop = stop or (lambda: False)
+    run_dir = Path(run_dir)
+    config.check()
+    digest = text_digest(text)
+
+    # 1. Where we start from: a fresh model, or everything the last checkpoint holds.
+    state = _load_training_state(run_dir, digest) if resume else None
+    if state is None:
+        _prepare_new_run_dir(run_dir)
+        vocab = Vocab.from_text(text, config.unit)
+    else:
+        vocab = Vocab.from_json(state["meta"]["vocab"])
+    ids = vocab.encode(text)
+    train_ids, val_ids = split_ids(ids, config.val_fraction)
+    streams = Streams(train_ids, config.batch, config.seq_len)
+    model = CharRNN(len(vocab), config.hidden, seed=config.seed)
+    optimizer = make_optimizer(config.optimizer, model.params)
+    sample_rng = np.random.default_rng(config.seed + 1)
+    h = model.zero_state(config.batch)
+    step, elapsed_before, history = 0, 0.0, []
+    best = (math.inf, None)
+    if state is not None:
+        meta, arrays = state["meta"], state["arrays"]
+        model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
+        optimizer = make_optimizer(config.optimizer, model.params)
+        optimizer.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+        h = arrays["state/h"]
+        step, elapsed_before = meta["step"], meta["elapsed"]
+        history = state["history"]
+        sample_rng.bit_generator.state = meta["sample_rng"]
+        best = (meta["metrics"].get("best_val_loss") or math.inf, meta["metrics"].get("best_step"))
+
+    meta = {
+        "format": checkpoint.FORMAT,
+        "format_version": checkpoint.FORMAT_VERSION,
+        "model": {
+            "cell": model.cell,
+            "vocab_size": len(vocab),
+            "hidden_size": config.hidden,
+            "dtype": model.dtype.name,
+        },
+        "vocab": vocab.to_json(),
+        "train": dataclasses.asdict(config),
+        "corpus": {
+            **(source or {}),
+            "symbols": len(ids),
+            "train_symbols": len(train_ids),
+            "val_symbols": len(val_ids),
+            "sha256": digest,
+        },
+    }
+    checkpoint_every = config.checkpoint_every or config.eval_every
+    observer.on_start(
+        {
+            "run_dir": run_dir,
+            "vocab_size": len(vocab),
+            "train_symbols": len(train_ids),
+            "val_symbols": len(val_ids),
+            "params": sum(p.size for p in model.params.values()),
+            "chunks_per_epoch": streams.chunks_per_epoch,
+            "step": step,
+            "config": config,
+        }
+    )
+
+    started = time.perf_counter()
+    chars_per_step = config.batch * config.seq_len
+    train_time, window_losses = 0.0, []
+    interrupted = False
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def progress() -> float:
+        if config.steps is not None:
+            return step / config.steps
+        return elapsed() / (config.minutes * 60) if config.minutes else 0.0
+
+    def save(record: dict | None) -> None:
+        metrics = {"best_val_loss": None if best[1] is None else best[0], "best_step": best[1]}
+        if record:
+            metrics.update(record)
+        full = {
+            **meta,
+            "step": step,
+            "elapsed": elapsed(),
+            "metrics": metrics,
+            "sample_rng": sample_rng.bit_generator.state,
+        }
+        arrays = {f"param/{k}": v for k, v in model.params.items()}
+        arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+        arrays["state/h"] = h
+        try:
+            if record is not None and record.get("val_loss") == best[0] and best[1] == step:
+                checkpoint.save_npz(run_dir / "best.npz", arrays, full)
+            checkpoint.save_npz(run_dir / "latest.npz", arrays, full)
+            checkpoint.save_json(run_dir / "config.json", full)
+            if record is not None:
+                checkpoint.append_jsonl(run_dir / "metrics.jsonl", record)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write a checkpoint in {run_dir} ({exc.strerror or exc}); "
+                "the previous checkpoint is intact"
+            ) from None
+        observer.on_checkpoint(run_dir / "latest.npz")
+
+    def evaluate_and_save() -> None:
+        nonlocal best, window_losses
+        record = {
+            "step": step,
+            "elapsed": round(elapsed(), 3),
+            "lr": learning_rate(config, max(step - 1, 0), progress()),
+            "train_loss": float(np.mean(window_losses)) if window_losses else None,
+            "chars_per_sec": chars_per_step * (step - first_step) / max(train_time, 1e-9),
+        }
+        window_losses = []
+        sample = ""
+        if len(val_ids) > 1:
+            val_loss = evaluate(model, val_ids, config.seq_len, stop=stop)
+            if math.isnan(val_loss):  # stopped in the middle: leave the evaluation out
+                save(None)
+                return
+            record["val_loss"], record["val_bpc"] = val_loss, val_loss / LN2
+            if val_loss < best[0]:
+                best = (val_loss, step)
+        if record["train_loss"] is not None:
+            record["train_bpc"] = record["train_loss"] / LN2
+        if config.sample_length:
+            sampler = Sampler(config.sample_temperature)
+            sampler.rng = sample_rng
+            sample = vocab.decode(
+                np.concatenate(
+                    list(generate_ids(model, vocab, "", config.sample_length, 1, sampler))
+                )
+            )
+        history.append(record)
+        save(record)
+        observer.on_eval(record, sample)
+
+    first_step = step
+    while not _done(config, step, elapsed()):
+        if stop():
+            interrupted = True
+            break
+        tick = time.perf_counter()
+        if streams.starts_epoch(step):
+            h = model.zero_state(config.batch)
+        inputs, targets = streams.chunk(step)
+        loss, grads, h_next = model.loss_and_grads(inputs, targets, h)
+        grad_norm = clip_grad_norm(grads, config.clip)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise DivergenceError(
+                f"training diverged at step {step + 1}: loss {loss}, gradient norm {grad_norm}; "
+                f"lower --lr (now {config.lr:g}); checkpoints on disk are the last good ones"
+            )
+        lr = learning_rate(config, step, progress())
+        optimizer.step(model.params, grads, lr)
+        h = h_next
+        step += 1
+        train_time += time.perf_counter() - tick
+        window_losses.append(loss)
+        observer.on_step(
+            StepStats(
+                step,
+                loss,
+                lr,
+                grad_norm,
+                chars_per_step * (step - first_step) / max(train_time, 1e-9),
+                elapsed(),
+                progress(),
+            )
+        )
+        if step % config.eval_every == 0:
+            evaluate_and_save()
+        elif step % checkpoint_every == 0:
+            save(None)
+    if interrupted:
+        save(None)
+    elif not history or history[-1]["step"] != step:
+        evaluate_and_save()
+    last = history[-1] if history else {}
+    return TrainResult(
+        run_dir=run_dir,
+        step=step,
+        elapsed=elapsed(),
+        train_loss=last.get("train_loss"),
+        val_loss=last.get("val_loss"),
+        best_val_loss=None if best[1] is None else best[0],
+        best_step=best[1],
+        chars_per_sec=chars_per_step * (step - first_step) / max(train_time, 1e-9),
+        interrupted=interrupted,
+        history=history,
+    )
+
+
+def _done(config: TrainConfig, step: int, elapsed: float) -> bool:
+    if config.steps is not None:
+        return step >= config.steps
+    return config.minutes is not None and elapsed >= config.minutes * 60
+
+
+def _prepare_new_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot create {run_dir} ({exc.strerror or exc})") from None
+
+
+def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
+    """The TrainConfig and corpus description of an existing run, from its latest.npz."""
+    meta = checkpoint.read_meta(checkpoint.checkpoint_path(run_dir, "latest"))
+    try:
+        config = TrainConfig(**meta["train"])
+        config.check()
+    except (TypeError, ConfigError, KeyError) as exc:
+        raise CheckpointError(f"{run_dir}: bad training config in checkpoint ({exc})") from None
+    return config, meta.get("corpus", {})
+
+
+def _load_training_state(run_dir: Path, digest: str) -> dict:
+    """Everything latest.npz holds for resuming, checked against the text we were given."""
+    path = checkpoint.checkpoint_path(run_dir, "latest")
+    meta = checkpoint.read_meta(path)
+    if meta.get("corpus", {}).get("sha256") != digest:
+        raise CheckpointError(
+            f"{run_dir}: the training text differs from the one this run started on"
+        )
+    expected = checkpoint.model_arrays_expected(meta)
+    arrays = checkpoint.read_npz(path)
+    for name, (shape, dtype) in expected.items():
+        if name not in arrays or arrays[name].shape != shape or arrays[name].dtype != dtype:
+            raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
+    if "state/h" not in arrays:
+        raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
+    history = []
+    metrics_file = run_dir / "metrics.jsonl"
+    if metrics_file.exists():
+        for line in metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-append
+            if isinstance(record, dict) and record.get("step", math.inf) <= meta["step"]:
+                history.append(record)
+    return {"meta": meta, "arrays": arrays, "history": history}

@@ -1,0 +1,125 @@
+"""Vocab: the symbols of a text, mapped to contiguous ids and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import regex
+
+from charrnn.errors import VocabError
+
+UNITS = ("grapheme", "codepoint")
+_GRAPHEME = regex.compile(r"\X")
+
+
+def split_symbols(text: str, unit: str = "grapheme") -> list[str]:
+    """Split text into symbols: user-perceived characters (`\\X`) or code points."""
+    if unit == "grapheme":
+        return _GRAPHEME.findall(text)
+    if unit == "codepoint":
+        return list(text)
+    raise VocabError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+
+
+def _id_dtype(size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds ids 0..size-1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+def _describe(symbols: Iterable[str], limit: int = 10) -> str:
+    symbols = sorted(set(symbols))
+    shown = ", ".join(repr(s) for s in symbols[:limit])
+    more = f" and {len(symbols) - limit} more" if len(symbols) > limit else ""
+    return shown + more
+
+
+class Vocab:
+    """An ordered set of symbols (sorted, so the same text always gives the same ids)."""
+
+    def __init__(self, symbols: Sequence[str], unit: str = "grapheme") -> None:
+        if unit not in UNITS:
+            raise VocabError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+        if not symbols:
+            raise VocabError("a vocabulary needs at least one symbol")
+        if len(set(symbols)) != len(symbols):
+            raise VocabError("vocabulary symbols must be distinct")
+        if any(not isinstance(s, str) or not s for s in symbols):
+            raise VocabError("vocabulary symbols must be non-empty strings")
+        self.symbols: tuple[str, ...] = tuple(symbols)
+        self.unit = unit
+        self.index: dict[str, int] = {s: i for i, s in enumerate(self.symbols)}
+        self.dtype = _id_dtype(len(self.symbols))
+        # Code point -> id table for the fast path when every symbol is a single code point.
+        single = all(len(s) == 1 for s in self.symbols)
+        self._codepoints = np.array([ord(s) for s in self.symbols], np.uint32) if single else None
+
+    @classmethod
+    def from_text(cls, text: str, unit: str = "grapheme") -> Vocab:
+        """The vocabulary of every distinct symbol in text."""
+        return cls(sorted(set(split_symbols(text, unit))), unit)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self.index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and (self.symbols, self.unit) == (other.symbols, other.unit)
+
+    def __repr__(self) -> str:
+        return f"Vocab({len(self)} symbols, unit={self.unit!r})"
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids of text's symbols; raises VocabError naming any symbol not in the vocabulary."""
+        if self._codepoints is not None:
+            points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+            if self.unit == "codepoint" or len(split_symbols(text, self.unit)) == len(points):
+                ids = np.searchsorted(self._codepoints, points)
+                ids = np.minimum(ids, len(self) - 1)
+                known = self._codepoints[ids] == points
+                if not known.all():
+                    unknown = {chr(p) for p in points[~known]}
+                    raise VocabError(f"text has symbols the model never saw: {_describe(unknown)}")
+                return ids.astype(self.dtype)
+        symbols = split_symbols(text, self.unit)
+        try:
+            return np.fromiter((self.index[s] for s in symbols), self.dtype, len(symbols))
+        except KeyError:
+            unknown = {s for s in symbols if s not in self.index}
+            raise VocabError(
+                f"text has symbols the model never saw: {_describe(unknown)}"
+            ) from None
+
+    def unknown(self, text: str) -> set[str]:
+        """The symbols of text that the vocabulary does not hold."""
+        return {s for s in split_symbols(text, self.unit) if s not in self.index}
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of a sequence of ids."""
+        symbols = self.symbols
+        try:
+            return "".join([symbols[i] for i in np.asarray(ids, np.int64).ravel()])
+        except IndexError:
+            raise VocabError(f"ids outside 0..{len(self) - 1}") from None
+
+    def one_hot(self, ids: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
+        """One-hot rows (..., V) for an array of ids (...)."""
+        ids = np.asarray(ids)
+        out = np.zeros((*ids.shape, len(self)), dtype)
+        np.put_along_axis(out, ids[..., None].astype(np.intp), 1, axis=-1)
+        return out
+
+    def to_json(self) -> dict:
+        """A JSON-ready description; `from_json` rebuilds an equal Vocab."""
+        return {"unit": self.unit, "symbols": list(self.symbols)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Vocab:
+        if not isinstance(data, dict) or not isinstance(data.get("symbols"), list):
+            raise VocabError("vocabulary JSON must be an object with a list 'symbols'")
+        return cls(data["symbols"], data.get("unit", "grapheme"))
