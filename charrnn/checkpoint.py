@@ -27,6 +27,18 @@ FORMAT_VERSION = 1
 MAX_HIDDEN = 16384
 MAX_VOCAB = 1_114_112  # every Unicode code point
 META_KEY = "meta"
+# What zipfile raises for damaged archives: besides BadZipFile, a flipped bit in the central
+# directory reads as an unsupported version or method (NotImplementedError) or as encryption
+# (RuntimeError).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+)
 
 
 def fsync_dir(path: Path) -> None:
@@ -130,7 +142,7 @@ def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] |
         raise
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise CheckpointError(f"{path}: not a readable charrnn checkpoint ({exc})") from None
     if expected is not None:
         missing = sorted(set(expected) - set(arrays))
@@ -153,7 +165,7 @@ def read_meta(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except KeyError:
         raise CheckpointError(f"{path}: not a charrnn checkpoint (no metadata)") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise CheckpointError(f"{path}: not a readable charrnn checkpoint ({exc})") from None
     try:
         meta = json.loads(raw.decode())
@@ -193,6 +205,11 @@ def validate_meta(meta: object, path: Path) -> None:
         fail(f"vocabulary has {len(vocab)} symbols but the model expects {model['vocab_size']}")
     if type(meta.get("step")) is not int or meta["step"] < 0:
         fail(f"step must be a non-negative integer, got {meta.get('step')!r}")
+    for key in ("train", "corpus", "metrics"):
+        if key in meta and not isinstance(meta[key], dict):
+            fail(f"metadata {key!r} must be an object, got {type(meta[key]).__name__}")
+    if "elapsed" in meta and type(meta["elapsed"]) not in (int, float):
+        fail(f"elapsed must be a number, got {meta['elapsed']!r}")
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -223,8 +224,11 @@ class RichObserver(training.Observer):
         self.log_every = max(1, eval_every // 5)
         self.progress: Progress | None = None
         self.task = None
+        self.started: Callable[[Path], None] | None = None  # called with the run directory
 
     def on_start(self, info: dict) -> None:
+        if self.started is not None:
+            self.started(Path(info["run_dir"]))
         c = info["config"]
         self.out.print(
             f"run {info['run_dir']}: {info['train_symbols']:,} training and "
@@ -294,7 +298,7 @@ class RichObserver(training.Observer):
 
 
 def make_run_dir() -> Path:
-    """runs/<timestamp>, with runs/latest pointing at it."""
+    """A new, empty runs/<timestamp>; `link_latest` points runs/latest at it once it starts."""
     runs = Path("runs")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = runs / stamp
@@ -303,6 +307,12 @@ def make_run_dir() -> Path:
         n += 1
         run_dir = runs / f"{stamp}-{n}"
     run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def link_latest(run_dir: Path) -> None:
+    """Point runs/latest at run_dir (best effort)."""
+    runs = run_dir.parent
     link = runs / "latest"
     tmp = runs / f".latest.{os.getpid()}"
     try:
@@ -311,7 +321,6 @@ def make_run_dir() -> Path:
         os.replace(tmp, link)
     except OSError:
         pass  # no symlinks here: the run directory itself is printed
-    return run_dir
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -354,10 +363,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.check()
         text, source = corpus.load_corpus(args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()
+    fresh = args.resume is None and args.out is None
 
     stop = StopFlag()
     stop.install()
     observer = RichObserver(out, config.steps, config.minutes, config.eval_every)
+    if fresh:  # runs/latest moves only once the text and options have proved usable
+        observer.started = link_latest
     try:
         result = training.train(
             text,
@@ -368,6 +380,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             observer=observer,
             stop=stop,
         )
+    except CharRNNError:
+        if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was trained: leave no empty run directory behind
+        raise
     finally:
         observer.stop()
     table = Table(title=f"run {result.run_dir}", title_justify="left")

@@ -12,8 +12,11 @@ from charrnn.errors import ConfigError
 def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm; returns the
     norm before clipping (inf or nan when a gradient is not finite)."""
-    norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
-    if max_norm > 0 and norm > max_norm:
+    with np.errstate(over="ignore"):
+        norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
+    if not math.isfinite(norm):  # float32 squares overflow above 1.8e19: redo in float64
+        norm = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+    if max_norm > 0 and math.isfinite(norm) and norm > max_norm:  # non-finite: caller stops
         scale = max_norm / norm
         for g in grads.values():
             g *= scale

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 
 import numpy as np
@@ -123,9 +124,26 @@ class Repl:
             f"top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}"
         )
 
+    def prompt(self, readline: bool) -> str:
+        """The styled prompt as a string for input(), so that readline knows its width.
+
+        Printed apart from input() (as Console.input does), readline would think the line
+        starts empty and erase the prompt when it redraws, e.g. on a history arrow key.
+        """
+        with self.console.capture() as capture:
+            self.console.print("[bold cyan]>>> [/]", end="")
+        text = capture.get()
+        if readline:  # mark escape codes as zero-width
+            text = re.sub(r"\x1b\[[0-9;]*m", lambda m: f"\001{m[0]}\002", text)
+        return text
+
     def loop(self) -> None:
+        has_readline = False
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (arrow keys and history for input())
+
+            has_readline = True
+        prompt = self.prompt(has_readline)
         self.console.print(
             f"charrnn repl: vocab {len(self.vocab)}, hidden {self.model.hidden_size}. "
             "Type text and the model goes on; Enter alone continues; :help for commands.",
@@ -134,7 +152,7 @@ class Repl:
         self.console.print(self.settings(), markup=False)
         while True:
             try:
-                line = self.console.input("[bold cyan]>>> [/]")
+                line = input(prompt)
             except KeyboardInterrupt:
                 self.console.print()
                 continue

@@ -193,13 +193,14 @@ def train(
     # 1. Where we start from: a fresh model, or everything the last checkpoint holds.
     state = _load_training_state(run_dir, digest) if resume else None
     if state is None:
-        _prepare_new_run_dir(run_dir)
         vocab = Vocab.from_text(text, config.unit)
     else:
         vocab = Vocab.from_json(state["meta"]["vocab"])
     ids = vocab.encode(text)
     train_ids, val_ids = split_ids(ids, config.val_fraction)
     streams = Streams(train_ids, config.batch, config.seq_len)
+    if state is None:  # only once the text is known to be usable: no empty run dir left behind
+        _prepare_new_run_dir(run_dir)
     model = CharRNN(len(vocab), config.hidden, seed=config.seed)
     optimizer = make_optimizer(config.optimizer, model.params)
     sample_rng = np.random.default_rng(config.seed + 1)
@@ -208,14 +209,25 @@ def train(
     best = (math.inf, None)
     if state is not None:
         meta, arrays = state["meta"], state["arrays"]
-        model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
-        optimizer = make_optimizer(config.optimizer, model.params)
-        optimizer.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-        h = arrays["state/h"]
-        step, elapsed_before = meta["step"], meta["elapsed"]
-        history = state["history"]
-        sample_rng.bit_generator.state = meta["sample_rng"]
-        best = (meta["metrics"].get("best_val_loss") or math.inf, meta["metrics"].get("best_step"))
+        try:
+            model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
+            optimizer = make_optimizer(config.optimizer, model.params)
+            optimizer.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+            h = arrays["state/h"]
+            if h.shape != (config.batch, config.hidden):
+                raise ValueError(
+                    f"carried state is {list(h.shape)}, not {config.batch, config.hidden}"
+                )
+            step, elapsed_before = meta["step"], meta["elapsed"]
+            history = state["history"]
+            sample_rng.bit_generator.state = meta["sample_rng"]
+            metrics = meta["metrics"]
+            best = (metrics.get("best_val_loss") or math.inf, metrics.get("best_step"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{run_dir / 'latest.npz'}: training state is damaged, cannot resume "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
 
     meta = {
         "format": checkpoint.FORMAT,

@@ -53,9 +53,13 @@ class Vocab:
         self.unit = unit
         self.index: dict[str, int] = {s: i for i, s in enumerate(self.symbols)}
         self.dtype = _id_dtype(len(self.symbols))
-        # Code point -> id table for the fast path when every symbol is a single code point.
-        single = all(len(s) == 1 for s in self.symbols)
-        self._codepoints = np.array([ord(s) for s in self.symbols], np.uint32) if single else None
+        # Code point -> id table for the fast path when every symbol is a single code point:
+        # the code points sorted (for searchsorted) and the id of each.
+        self._codepoints = self._ids_by_point = None
+        if all(len(s) == 1 for s in self.symbols):
+            points = np.array([ord(s) for s in self.symbols], np.uint32)
+            self._ids_by_point = np.argsort(points, kind="stable")
+            self._codepoints = points[self._ids_by_point]
 
     @classmethod
     def from_text(cls, text: str, unit: str = "grapheme") -> Vocab:
@@ -79,13 +83,13 @@ class Vocab:
         if self._codepoints is not None:
             points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
             if self.unit == "codepoint" or len(split_symbols(text, self.unit)) == len(points):
-                ids = np.searchsorted(self._codepoints, points)
-                ids = np.minimum(ids, len(self) - 1)
-                known = self._codepoints[ids] == points
+                where = np.searchsorted(self._codepoints, points)
+                where = np.minimum(where, len(self) - 1)
+                known = self._codepoints[where] == points
                 if not known.all():
                     unknown = {chr(p) for p in points[~known]}
                     raise VocabError(f"text has symbols the model never saw: {_describe(unknown)}")
-                return ids.astype(self.dtype)
+                return self._ids_by_point[where].astype(self.dtype)
         symbols = split_symbols(text, self.unit)
         try:
             return np.fromiter((self.index[s] for s in symbols), self.dtype, len(symbols))
@@ -101,11 +105,11 @@ class Vocab:
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of a sequence of ids."""
+        ids = np.asarray(ids, np.int64).ravel()
+        if ids.size and not 0 <= ids.min() <= ids.max() < len(self):
+            raise VocabError(f"ids outside 0..{len(self) - 1}")
         symbols = self.symbols
-        try:
-            return "".join([symbols[i] for i in np.asarray(ids, np.int64).ravel()])
-        except IndexError:
-            raise VocabError(f"ids outside 0..{len(self) - 1}") from None
+        return "".join([symbols[i] for i in ids])
 
     def one_hot(self, ids: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
         """One-hot rows (..., V) for an array of ids (...)."""
