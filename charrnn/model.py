@@ -35,6 +35,23 @@ def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, num_ids: int) -> np.ndar
     return out
 
 
+def dropout_keep(
+    rate: float, shape: tuple[int, int], rng: np.random.Generator, dtype
+) -> np.ndarray:
+    """A dropout scale of `shape`: 0 with probability `rate`, else 1/(1-rate) (inverted dropout).
+
+    Drawn from random bytes (rate rounded to 1/256) because that is several times cheaper
+    than float draws for the millions of units a training step drops.
+    """
+    threshold = round(rate * 256)
+    if threshold <= 0:
+        return np.ones(shape, dtype)
+    draws = np.frombuffer(rng.bytes(shape[0] * shape[1]), np.uint8).reshape(shape)
+    keep = (draws >= threshold).astype(dtype)
+    keep *= 256 / (256 - threshold)
+    return keep
+
+
 class CharRNN:
     """A vanilla tanh RNN with a softmax output; `params` holds every weight by name."""
 
@@ -82,6 +99,7 @@ class CharRNN:
                 "dtanh": np.empty((T, B, H), dt),  # 1 - h_t**2
                 "tmp": np.empty((B, H), dt),
                 "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
+                "dropped": np.empty((T * B, H), dt),  # h_t * keep mask, input of the output layer
                 "rows": np.arange(T * B),
             }
             if len(self._work) >= 4:  # training and evaluation use few shapes; cap the rest
@@ -89,8 +107,18 @@ class CharRNN:
             self._work[(T, B)] = work
         return work
 
-    def _forward(self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray):
-        """Run the chunk; returns the summed nats, work buffers and the (T*B,) target ids."""
+    def _forward(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        h0: np.ndarray,
+        keep: np.ndarray | None = None,
+    ):
+        """Run the chunk; returns the summed nats, work buffers and the (T*B,) target ids.
+
+        `keep` (T*B, H), when given, scales each h_t on its way to the output layer only
+        (dropout: 0 for a dropped unit, 1/(1-rate) for a kept one); the recurrence sees h_t whole.
+        """
         p = self.params
         B, T = inputs.shape
         w = self._buffers(T, B)
@@ -105,6 +133,8 @@ class CharRNN:
             tmp += hs[t + 1]
             np.tanh(tmp, out=hs[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
         h_flat = hs[1:].reshape(T * B, H)  # (TB, H)
+        if keep is not None:
+            h_flat = np.multiply(h_flat, keep, out=w["dropped"])  # (TB, H)
         np.matmul(h_flat, p["W_hy"], out=logits)  # (TB, V)
         logits += p["b_y"]
         target_ids = targets.T.reshape(-1)  # (TB,) time-major, matching h_flat's rows
@@ -117,26 +147,42 @@ class CharRNN:
         logits /= total[:, None]  # probs, (TB, V)
         return nats, w, target_ids
 
-    def loss(self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray):
+    def loss(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        h0: np.ndarray,
+        keep: np.ndarray | None = None,
+    ):
         """Forward only: (mean nats per symbol, h_T) for (B, T) inputs and targets."""
-        nats, w, _ = self._forward(inputs, targets, h0)
+        if keep is not None:
+            keep = np.asarray(keep, self.dtype).reshape(inputs.size, self.hidden_size)
+        nats, w, _ = self._forward(inputs, targets, h0, keep)
         return nats / inputs.size, w["hs"][-1].copy()
 
     def loss_and_grads(
-        self, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray, with_dh0: bool = False
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        h0: np.ndarray,
+        with_dh0: bool = False,
+        keep: np.ndarray | None = None,
     ):
         """Loss (mean nats), gradients of every parameter, and h_T to carry to the next chunk.
 
         inputs, targets: int (B, T); h0: (B, H). With `with_dh0` the gradients also hold
-        "h0", dL/dh0, which training never needs but the gradient check does.
+        "h0", dL/dh0, which training never needs but the gradient check does. `keep` is an
+        optional (T*B, H) dropout scale on the output layer's input (see `dropout_keep`).
         """
         p = self.params
         B, T = inputs.shape
         H, V = self.hidden_size, self.vocab_size
-        nats, w, target_ids = self._forward(inputs, targets, h0)
-        hs, dz, dtanh, dnext = w["hs"], w["dz"], w["dtanh"], w["dnext"]
         N = T * B
-        h_flat = hs[1:].reshape(N, H)  # (TB, H)
+        if keep is not None:
+            keep = np.asarray(keep, self.dtype).reshape(N, H)
+        nats, w, target_ids = self._forward(inputs, targets, h0, keep)
+        hs, dz, dtanh, dnext = w["hs"], w["dz"], w["dtanh"], w["dnext"]
+        h_flat = hs[1:].reshape(N, H) if keep is None else w["dropped"]  # output input, (TB, H)
 
         # loss = mean -log softmax(y)[target]  ->  dL/dy = (p - onehot(target)) / N
         dlogits = w["logits"]  # (TB, V), holds probs
@@ -148,6 +194,8 @@ class CharRNN:
             "b_y": dlogits.sum(axis=0),  # (V,)
         }
         np.matmul(dlogits, p["W_hy"].T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
+        if keep is not None:
+            dz.reshape(N, H)[...] *= keep  # through the dropout scale
 
         # h_{t+1} = tanh(a_t), a_t = x_t W_xh + b_h + h_t W_hh:
         # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2)

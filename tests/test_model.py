@@ -7,7 +7,7 @@ import pytest
 
 import charrnn
 from charrnn import CharRNN, CorpusError, TrainConfig, Vocab, evaluate, train
-from charrnn.model import PARAM_NAMES, param_shapes, scatter_add_rows
+from charrnn.model import PARAM_NAMES, dropout_keep, param_shapes, scatter_add_rows
 
 EPS = 1e-3
 
@@ -21,7 +21,7 @@ def perturbed_model(V, H, seed, dtype=np.float64):
     return model
 
 
-def numeric_grad(model, x, y, h0, array):
+def numeric_grad(model, x, y, h0, array, keep=None):
     """4th-order central differences of the mean loss with respect to each entry of array."""
     num = np.zeros_like(array)
     for i in np.ndindex(array.shape):
@@ -29,7 +29,7 @@ def numeric_grad(model, x, y, h0, array):
         f = {}
         for d in (-2, -1, 1, 2):
             array[i] = old + d * EPS
-            f[d] = model.loss(x, y, h0)[0]
+            f[d] = model.loss(x, y, h0, keep)[0]
         array[i] = old
         num[i] = ((f[-2] - f[2]) + 8 * (f[1] - f[-1])) / (12 * EPS)
     return num
@@ -73,6 +73,41 @@ def test_gradients_match_finite_differences(V, H, B, T, seed):
     errors["h0"] = max_rel_error(numeric_grad(model, x, y, h0, h0), grads["h0"])
     assert max(errors.values()) < 1e-6, errors
     assert np.abs(grads["W_hy"]).max() > 1e-3 and np.abs(grads["h0"]).max() > 1e-4
+
+
+def test_gradients_with_dropout_match_finite_differences():
+    """With a fixed dropout scale on the output layer's input, every gradient and dL/dh0 still
+    agree with finite differences, and dropped units get no gradient through the output."""
+    V, H, B, T = 6, 5, 3, 4
+    rng = np.random.default_rng(7)
+    model = perturbed_model(V, H, 7)
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = 0.5 * rng.standard_normal((B, H))
+    keep = dropout_keep(0.5, (T * B, H), rng, np.float64)
+    assert set(np.unique(keep)) == {0.0, 2.0}
+    loss, grads, _ = model.loss_and_grads(x, y, h0, with_dh0=True, keep=keep)
+    grads = {k: v.copy() for k, v in grads.items()}
+    assert loss != pytest.approx(model.loss(x, y, h0)[0], rel=1e-3)  # the mask matters
+    errors = {
+        name: max_rel_error(numeric_grad(model, x, y, h0, model.params[name], keep), grads[name])
+        for name in PARAM_NAMES
+    }
+    errors["h0"] = max_rel_error(numeric_grad(model, x, y, h0, h0, keep), grads["h0"])
+    assert max(errors.values()) < 1e-6, errors
+    # A unit dropped at every position never reaches the output: its W_hy row has no gradient.
+    keep_all_but_0 = np.ones((T * B, H))
+    keep_all_but_0[:, 0] = 0
+    _, grads, _ = model.loss_and_grads(x, y, h0, keep=keep_all_but_0)
+    assert np.all(grads["W_hy"][0] == 0) and np.all(grads["W_hy"][1:] != 0)
+
+
+def test_dropout_keep_rate_and_scale():
+    """The keep scale drops about `rate` of the units and keeps the mean at 1."""
+    keep = dropout_keep(0.25, (1000, 400), np.random.default_rng(0), np.float32)
+    assert keep.dtype == np.float32 and keep.shape == (1000, 400)
+    assert np.mean(keep == 0) == pytest.approx(0.25, abs=0.005)
+    assert keep.mean() == pytest.approx(1.0, abs=0.01)
+    assert np.all(dropout_keep(0.0, (3, 4), np.random.default_rng(0), np.float32) == 1)
 
 
 def test_loss_is_mean_nats():
