@@ -15,11 +15,13 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -97,6 +99,11 @@ def build_parser() -> Parser:
         "--clip",
         type=float_range(0, 1e6),
         help=f"global gradient-norm bound, 0 for none ({d.clip})",
+    )
+    p.add_argument(
+        "--dropout",
+        type=float_range(0, 1, high_open=True),
+        help=f"share of hidden units dropped before the output layer ({d.dropout})",
     )
     p.add_argument(
         "--schedule",
@@ -225,8 +232,39 @@ class RichObserver(training.Observer):
         self.progress: Progress | None = None
         self.task = None
         self.started: Callable[[Path], None] | None = None  # called with the run directory
+        self.encoding: Progress | None = None  # the corpus encoding bar, on a terminal
+        self.encoding_task, self.encoding_what, self.encoding_logged = None, None, None
+
+    def on_encode(self, what: str, done: int, total: int) -> None:
+        if total <= corpus.CHUNK_BYTES:  # one chunk: over before anyone could read a bar
+            return
+        if self.out.is_terminal:
+            if self.encoding is None:
+                self.encoding = Progress(
+                    TextColumn("{task.description} corpus"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.out,
+                    transient=True,
+                )
+                self.encoding.start()
+            if self.encoding_task is None or self.encoding_what != what:
+                self.encoding_task = self.encoding.add_task(what, total=total)
+                self.encoding_what = what
+            self.encoding.update(self.encoding_task, completed=done)
+            if what == "encoding" and done >= total:
+                self.encoding.stop()
+        else:
+            tenth = 10 * done // total
+            if (what, tenth) != self.encoding_logged:
+                self.encoding_logged = (what, tenth)
+                self.out.print(f"{what} corpus: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
 
     def on_start(self, info: dict) -> None:
+        if self.encoding is not None:
+            self.encoding.stop()
         if self.started is not None:
             self.started(Path(info["run_dir"]))
         c = info["config"]
@@ -293,8 +331,9 @@ class RichObserver(training.Observer):
                 target.print("sample: " + text.replace("\n", "\n        "), markup=False)
 
     def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        for bar in (self.encoding, self.progress):
+            if bar is not None:
+                bar.stop()
 
 
 def make_run_dir() -> Path:

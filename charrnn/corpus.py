@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
+import json
 import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import regex
 
-from charrnn.errors import CorpusError
+from charrnn.checkpoint import save_json
+from charrnn.errors import CorpusError, VocabError
+from charrnn.vocab import (
+    JOINING_CLASS,
+    Vocab,
+    code_points,
+    one_symbol_per_point,
+    split_symbols,
+)
+
+CHUNK_BYTES = 8 << 20  # a large file is read, decoded and encoded this many bytes at a time
+HEAD_BYTES = 1 << 20  # the id cache is keyed by size, mtime and the hash of this much head
+CACHE_IDS, CACHE_META = "corpus.ids.npy", "corpus.json"
+CACHE_VERSION = 1
+# Two code points with a grapheme boundary between them for sure: neither joins (see vocab).
+_PLAIN_PAIR = regex.compile(rf"[^{JOINING_CLASS}\r][^{JOINING_CLASS}]")
+
+Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes in all)
 
 
 def _python_docs() -> str:
@@ -40,34 +63,7 @@ def builtin_corpus(name: str) -> str:
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     """A text file's contents, decoded strictly; every way it can be unusable is a CorpusError."""
     path = Path(path)
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r}") from None
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(f"{path}: is a directory, not a text file") from None
-    except PermissionError:
-        raise CorpusError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise CorpusError(f"{path}: file is empty")
-    if codecs.lookup(encoding).name == "utf-8" and b"\x00" in data:
-        raise CorpusError(
-            f"{path}: NUL byte at offset {data.index(0)}; this looks like a binary file, not text"
-        )
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path}: invalid {encoding} at byte offset {exc.start} "
-            f"({data[exc.start : exc.start + 4]!r}); pass --encoding if it is not {encoding}"
-        ) from None
-    text = text.removeprefix("\ufeff")
+    text = "".join(piece for piece, _ in text_pieces(path, encoding))
     if not text:
         raise CorpusError(f"{path}: file holds no text")
     return text
@@ -88,12 +84,243 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
 
 def load_corpus(
     path: str | os.PathLike | None = None, name: str | None = None, encoding: str = "utf-8"
-) -> tuple[str, dict]:
-    """The text to train on and a JSON description of where it came from (for resuming)."""
+) -> tuple[str | TextFile, dict]:
+    """What to train on (a built-in corpus's text, or a file to stream) and a JSON description
+    of where it came from (for resuming)."""
     if path is not None and name is not None:
         raise CorpusError("give a FILE or --corpus NAME, not both")
     if path is None:
         name = name or DEFAULT_CORPUS
         return builtin_corpus(name), {"builtin": name}
-    text = read_text(path, encoding)
-    return text, {"path": str(Path(path).resolve()), "encoding": encoding}
+    check_file(path, encoding)
+    return TextFile(Path(path), encoding), {"path": str(Path(path).resolve()), "encoding": encoding}
+
+
+def text_digest(text: str) -> str:
+    """sha256 of the text as UTF-8: how a run recognises the text it started on."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """A corpus on disk: `train` encodes it in chunks into a memory-mapped id cache in the run
+    directory, so a file much larger than memory trains, and a resume skips the encoding."""
+
+    path: Path
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+
+@dataclass
+class EncodedText:
+    """A corpus as ids (possibly memory-mapped), its vocabulary and the digest of its text."""
+
+    vocab: Vocab
+    ids: np.ndarray
+    digest: str
+
+
+def encode_text(text: str, unit: str, vocab: Vocab | None = None) -> EncodedText:
+    """Encode text held in memory, with its own vocabulary or a given one."""
+    vocab = vocab or Vocab.from_text(text, unit)
+    return EncodedText(vocab, vocab.encode(text), text_digest(text))
+
+
+def check_file(path: str | os.PathLike, encoding: str = "utf-8") -> Path:
+    """Fail early, with a clear error, for a file that cannot be a corpus at all."""
+    path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    if path.is_dir():
+        raise CorpusError(f"{path}: is a directory, not a text file")
+    try:
+        with path.open("rb") as f:
+            empty = not f.read(1)
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except PermissionError:
+        raise CorpusError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if empty:
+        raise CorpusError(f"{path}: file is empty")
+    return path
+
+
+def _cut(text: str) -> int:
+    """Where to end a piece of text so that no symbol is split: after the last newline, else
+    between the last two code points that surely lie in different grapheme clusters; 0 if
+    there is no such place (the caller reads on)."""
+    cut = text.rfind("\n") + 1
+    if cut:
+        return cut
+    tail_start = max(0, len(text) - 4096)
+    for m in _PLAIN_PAIR.finditer(text, tail_start, overlapped=True):
+        cut = m.start() + 1
+    return cut
+
+
+def text_pieces(
+    path: Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[tuple[str, int]]:
+    """The decoded text of a file in pieces that never split a symbol, each with the number of
+    bytes read so far. Strict decoding: an error names the byte offset. A leading BOM is
+    dropped; NUL bytes mark a binary file."""
+    check_file(path, encoding)
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    carry, done, started = "", 0, False
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with f:
+        while True:
+            data = f.read(chunk_bytes)
+            final = not data
+            if utf8 and b"\x00" in data:
+                raise CorpusError(
+                    f"{path}: NUL byte at offset {done + data.index(0)}; "
+                    "this looks like a binary file, not text"
+                )
+            pending = len(decoder.getstate()[0])
+            try:
+                piece = decoder.decode(data, final)
+            except UnicodeDecodeError as exc:
+                offset = done - pending + exc.start
+                raise CorpusError(
+                    f"{path}: invalid {encoding} at byte offset {offset} "
+                    f"({exc.object[exc.start : exc.start + 4]!r}); "
+                    f"pass --encoding if it is not {encoding}"
+                ) from None
+            done += len(data)
+            if not started and piece:
+                piece, started = piece.removeprefix("\ufeff"), True
+            text = carry + piece
+            if final:
+                if text:
+                    yield text, done
+                return
+            cut = _cut(text)
+            carry = text[cut:]
+            if cut:
+                yield text[:cut], done
+
+
+def _file_key(path: Path, encoding: str, unit: str) -> dict:
+    """What identifies a corpus file's contents cheaply: size, mtime and a hash of its head."""
+    st = path.stat()
+    with path.open("rb") as f:
+        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "head_sha256": head,
+        "encoding": codecs.lookup(encoding).name,
+        "unit": unit,
+    }
+
+
+def _load_cache(cache_dir: Path, key: dict) -> EncodedText | None:
+    """The cached encoding of the file `key` describes, or None if absent, stale or damaged."""
+    try:
+        meta = json.loads((cache_dir / CACHE_META).read_text(encoding="utf-8"))
+        if meta.get("version") != CACHE_VERSION or meta.get("key") != key:
+            return None
+        vocab = Vocab.from_json(meta["vocab"])
+        ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
+        if ids.shape != (meta["symbols"],) or ids.dtype != vocab.dtype:
+            return None
+        return EncodedText(vocab, ids, meta["digest"])
+    except (OSError, ValueError, KeyError, TypeError, VocabError):
+        return None
+
+
+def encode_file(
+    source: TextFile,
+    unit: str,
+    cache_dir: Path,
+    progress: Progress | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> EncodedText:
+    """A file's ids, memory-mapped from `cache_dir`, encoding them first unless cached.
+
+    Two streaming passes, so memory stays bounded by the chunk size: the first finds the
+    vocabulary (and checks the whole file decodes), the second writes the ids.
+    """
+    path, encoding = source.path, source.encoding
+    check_file(path, encoding)
+    key = _file_key(path, encoding, unit)
+    cached = _load_cache(cache_dir, key)
+    if cached is not None:
+        return cached
+    progress = progress or (lambda what, done, total: None)
+    total = key["size"]
+
+    present = np.zeros(0x110000, bool)  # single-code-point symbols seen
+    clusters: set[str] = set()  # multi-code-point symbols seen
+    simple: list[bool] = []  # per piece: one symbol per code point?
+    digest = hashlib.sha256()
+    count = 0
+    for piece, done in text_pieces(path, encoding, chunk_bytes):
+        digest.update(piece.encode("utf-8", "surrogatepass"))
+        simple.append(one_symbol_per_point(piece, unit))
+        if simple[-1]:
+            points = code_points(piece)
+            seen = np.bincount(points) > 0
+            present[: len(seen)] |= seen
+            count += len(points)
+        else:
+            symbols = split_symbols(piece, unit)
+            clusters.update(symbols)
+            count += len(symbols)
+        progress("reading", done, total)
+    symbols = {chr(p) for p in np.flatnonzero(present)} | clusters
+    if not symbols:
+        raise CorpusError(f"{path}: file holds no text")
+    vocab = Vocab(sorted(symbols), unit)
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=cache_dir)
+    os.close(fd)
+    try:
+        ids = np.lib.format.open_memmap(tmp, mode="w+", dtype=vocab.dtype, shape=(count,))
+        at = 0
+        changed = CorpusError(f"{path}: the file changed while it was being read")
+        for i, (piece, done) in enumerate(text_pieces(path, encoding, chunk_bytes)):
+            try:
+                if i < len(simple) and simple[i] and vocab.has_point_table:
+                    piece_ids = vocab.encode_points(code_points(piece))
+                else:
+                    piece_ids = vocab.encode(piece)
+            except VocabError:
+                raise changed from None
+            if at + len(piece_ids) > count:
+                raise changed
+            ids[at : at + len(piece_ids)] = piece_ids
+            at += len(piece_ids)
+            progress("encoding", done, total)
+        if at != count or _file_key(path, encoding, unit) != key:
+            raise changed
+        ids.flush()
+        del ids
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, cache_dir / CACHE_IDS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "symbols": count,
+        "digest": digest.hexdigest(),
+        "vocab": vocab.to_json(),
+    }
+    save_json(cache_dir / CACHE_META, meta)
+    ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
+    return EncodedText(vocab, ids, meta["digest"])

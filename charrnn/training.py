@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -15,15 +14,31 @@ import numpy as np
 
 from charrnn import checkpoint
 from charrnn.batches import Streams
-from charrnn.corpus import split_ids
-from charrnn.errors import CheckpointError, ConfigError, CorpusError, DivergenceError
-from charrnn.model import PARAM_NAMES, CharRNN
+from charrnn.corpus import (
+    CACHE_IDS,
+    CACHE_META,
+    EncodedText,
+    TextFile,
+    encode_file,
+    encode_text,
+    split_ids,
+    text_digest,
+)
+from charrnn.errors import (
+    CharRNNError,
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    DivergenceError,
+)
+from charrnn.model import PARAM_NAMES, CharRNN, dropout_keep
 from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
 
 LN2 = math.log(2)
 SCHEDULES = ("cosine", "constant")
+DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 
 
 @dataclass
@@ -36,6 +51,7 @@ class TrainConfig:
     lr: float = 2e-3
     optimizer: str = "adam"
     clip: float = 5.0
+    dropout: float = 0.0  # share of h_t units dropped on the way to the output layer
     schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
     warmup: int = 50  # steps of linear lr warm-up
     min_lr_ratio: float = 0.1
@@ -73,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.clip < math.inf:
             raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -123,6 +141,9 @@ class Observer:
 
     def on_checkpoint(self, path: Path) -> None: ...
 
+    def on_encode(self, what: str, done: int, total: int) -> None:
+        """Progress of reading ("reading", then "encoding") a corpus file: bytes done of total."""
+
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up for `warmup` steps, then constant or cosine decay over the budget."""
@@ -166,12 +187,8 @@ def evaluate(
     return nats / n
 
 
-def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def train(
-    text: str,
+    text: str | TextFile,
     config: TrainConfig,
     run_dir: str | Path,
     source: dict | None = None,
@@ -179,7 +196,8 @@ def train(
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train a CharRNN on `text`, checkpointing into `run_dir`; resume continues it exactly.
+    """Train a CharRNN on `text` (a string, or a TextFile streamed into a memory-mapped id
+    cache), checkpointing into `run_dir`; resume continues it exactly.
 
     `stop` is polled between steps: when it returns True the run saves and returns with
     `interrupted` set. A non-finite loss or gradient raises DivergenceError and saves nothing.
@@ -188,19 +206,20 @@ def train(
     stop = stop or (lambda: False)
     run_dir = Path(run_dir)
     config.check()
-    digest = text_digest(text)
 
-    # 1. Where we start from: a fresh model, or everything the last checkpoint holds.
-    state = _load_training_state(run_dir, digest) if resume else None
-    if state is None:
-        vocab = Vocab.from_text(text, config.unit)
-    else:
-        vocab = Vocab.from_json(state["meta"]["vocab"])
-    ids = vocab.encode(text)
-    train_ids, val_ids = split_ids(ids, config.val_fraction)
-    streams = Streams(train_ids, config.batch, config.seq_len)
-    if state is None:  # only once the text is known to be usable: no empty run dir left behind
-        _prepare_new_run_dir(run_dir)
+    # 1. Where we start from: a fresh model, or everything the last checkpoint holds; and the
+    # text as ids. A new run directory that ends up unused is removed again.
+    state = _load_training_state(run_dir) if resume else None
+    created = _prepare_new_run_dir(run_dir) if state is None else False
+    try:
+        encoded = _encode(text, config.unit, run_dir, state, observer)
+        train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
+        streams = Streams(train_ids, config.batch, config.seq_len)
+    except CharRNNError:
+        if state is None:
+            _discard_new_run_dir(run_dir, created)
+        raise
+    vocab, ids, digest = encoded.vocab, encoded.ids, encoded.digest
     model = CharRNN(len(vocab), config.hidden, seed=config.seed)
     optimizer = make_optimizer(config.optimizer, model.params)
     sample_rng = np.random.default_rng(config.seed + 1)
@@ -345,7 +364,13 @@ def train(
         if streams.starts_epoch(step):
             h = model.zero_state(config.batch)
         inputs, targets = streams.chunk(step)
-        loss, grads, h_next = model.loss_and_grads(inputs, targets, h)
+        keep = None
+        if config.dropout:  # a generator per step: resuming at any step draws the same masks
+            dropout_rng = np.random.default_rng([config.seed, DROPOUT_STREAM, step])
+            keep = dropout_keep(
+                config.dropout, (inputs.size, config.hidden), dropout_rng, model.dtype
+            )
+        loss, grads, h_next = model.loss_and_grads(inputs, targets, h, keep=keep)
         grad_norm = clip_grad_norm(grads, config.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise DivergenceError(
@@ -392,21 +417,57 @@ def train(
     )
 
 
+def _encode(
+    text: str | TextFile, unit: str, run_dir: Path, state: dict | None, observer: Observer
+) -> EncodedText:
+    """The training text as ids, in the checkpoint's vocabulary when resuming."""
+    vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
+    if isinstance(text, TextFile):
+        encoded = encode_file(text, unit, run_dir, observer.on_encode)
+        if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
+            raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
+        digest = encoded.digest
+    else:
+        digest = text_digest(text)
+    if state is not None and digest != _digest(state):
+        raise CheckpointError(
+            f"{run_dir}: the training text differs from the one this run started on"
+        )
+    return encoded if isinstance(text, TextFile) else encode_text(text, unit, vocab)
+
+
+def _digest(state: dict) -> str | None:
+    corpus = state["meta"].get("corpus")
+    return corpus.get("sha256") if isinstance(corpus, dict) else None
+
+
 def _done(config: TrainConfig, step: int, elapsed: float) -> bool:
     if config.steps is not None:
         return step >= config.steps
     return config.minutes is not None and elapsed >= config.minutes * 60
 
 
-def _prepare_new_run_dir(run_dir: Path) -> None:
+def _prepare_new_run_dir(run_dir: Path) -> bool:
+    """Make sure run_dir exists and is empty; True if this call created it."""
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
+    if run_dir.is_dir():
+        if any(run_dir.iterdir()):
+            raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
+        return False
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True)
     except OSError as exc:
         raise CheckpointError(f"cannot create {run_dir} ({exc.strerror or exc})") from None
+    return True
+
+
+def _discard_new_run_dir(run_dir: Path, created: bool) -> None:
+    """Undo `_prepare_new_run_dir` after the text proved unusable: no half-made run is left."""
+    for name in (CACHE_IDS, CACHE_META):
+        (run_dir / name).unlink(missing_ok=True)
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
@@ -420,14 +481,10 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     return config, meta.get("corpus", {})
 
 
-def _load_training_state(run_dir: Path, digest: str) -> dict:
-    """Everything latest.npz holds for resuming, checked against the text we were given."""
+def _load_training_state(run_dir: Path) -> dict:
+    """Everything latest.npz holds for resuming."""
     path = checkpoint.checkpoint_path(run_dir, "latest")
     meta = checkpoint.read_meta(path)
-    if meta.get("corpus", {}).get("sha256") != digest:
-        raise CheckpointError(
-            f"{run_dir}: the training text differs from the one this run started on"
-        )
     expected = checkpoint.model_arrays_expected(meta)
     arrays = checkpoint.read_npz(path)
     for name, (shape, dtype) in expected.items():

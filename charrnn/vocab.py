@@ -11,6 +11,13 @@ from charrnn.errors import VocabError
 
 UNITS = ("grapheme", "codepoint")
 _GRAPHEME = regex.compile(r"\X")
+# Code points that can join a neighbour into one grapheme cluster: every rule of Unicode's
+# grapheme segmentation that keeps two code points together (GB6-GB9c, GB11-GB13) needs one
+# of these classes, and GB3 needs CR LF. Text without them has one symbol per code point.
+_GCB_JOINING = ("Extend", "ZWJ", "SpacingMark", "Prepend", "Regional_Indicator")
+_GCB_HANGUL = ("L", "V", "T", "LV", "LVT")
+JOINING_CLASS = "".join(rf"\p{{Grapheme_Cluster_Break={c}}}" for c in _GCB_JOINING + _GCB_HANGUL)
+_JOINING = regex.compile(rf"\r\n|[{JOINING_CLASS}]")
 
 
 def split_symbols(text: str, unit: str = "grapheme") -> list[str]:
@@ -20,6 +27,23 @@ def split_symbols(text: str, unit: str = "grapheme") -> list[str]:
     if unit == "codepoint":
         return list(text)
     raise VocabError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
+
+
+def one_symbol_per_point(text: str, unit: str = "grapheme") -> bool:
+    """True when every code point of text is a symbol of its own (fast: no \\X split needed);
+    False may also mean "not sure", so callers fall back to `split_symbols`."""
+    if unit == "codepoint":
+        return True
+    if text.isascii():
+        return "\r\n" not in text
+    return _JOINING.search(text) is None
+
+
+def code_points(text: str) -> np.ndarray:
+    """The code points of text as an array (uint8 for ASCII text, else uint32)."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), np.uint8)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
 
 
 def _id_dtype(size: int) -> np.dtype:
@@ -64,6 +88,8 @@ class Vocab:
     @classmethod
     def from_text(cls, text: str, unit: str = "grapheme") -> Vocab:
         """The vocabulary of every distinct symbol in text."""
+        if unit in UNITS and one_symbol_per_point(text, unit):
+            return cls([chr(p) for p in np.unique(code_points(text))], unit)
         return cls(sorted(set(split_symbols(text, unit))), unit)
 
     def __len__(self) -> int:
@@ -80,16 +106,8 @@ class Vocab:
 
     def encode(self, text: str) -> np.ndarray:
         """Ids of text's symbols; raises VocabError naming any symbol not in the vocabulary."""
-        if self._codepoints is not None:
-            points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-            if self.unit == "codepoint" or len(split_symbols(text, self.unit)) == len(points):
-                where = np.searchsorted(self._codepoints, points)
-                where = np.minimum(where, len(self) - 1)
-                known = self._codepoints[where] == points
-                if not known.all():
-                    unknown = {chr(p) for p in points[~known]}
-                    raise VocabError(f"text has symbols the model never saw: {_describe(unknown)}")
-                return self._ids_by_point[where].astype(self.dtype)
+        if self._codepoints is not None and one_symbol_per_point(text, self.unit):
+            return self.encode_points(code_points(text))
         symbols = split_symbols(text, self.unit)
         try:
             return np.fromiter((self.index[s] for s in symbols), self.dtype, len(symbols))
@@ -98,6 +116,23 @@ class Vocab:
             raise VocabError(
                 f"text has symbols the model never saw: {_describe(unknown)}"
             ) from None
+
+    @property
+    def has_point_table(self) -> bool:
+        """True when every symbol is one code point, so `encode_points` applies."""
+        return self._codepoints is not None
+
+    def encode_points(self, points: np.ndarray) -> np.ndarray:
+        """Ids of code points, for text known to hold one symbol per code point."""
+        if self._codepoints is None:
+            raise VocabError("this vocabulary has multi-code-point symbols; use encode()")
+        where = np.searchsorted(self._codepoints, points)
+        np.minimum(where, len(self) - 1, out=where)
+        known = self._codepoints[where] == points
+        if not known.all():
+            unknown = {chr(p) for p in np.unique(points[~known])}
+            raise VocabError(f"text has symbols the model never saw: {_describe(unknown)}")
+        return self._ids_by_point[where].astype(self.dtype)
 
     def unknown(self, text: str) -> set[str]:
         """The symbols of text that the vocabulary does not hold."""

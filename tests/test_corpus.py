@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from charrnn import CorpusError
-from charrnn.corpus import BUILTIN, builtin_corpus, load_corpus, read_text, split_ids
+from charrnn.corpus import (
+    BUILTIN,
+    TextFile,
+    builtin_corpus,
+    load_corpus,
+    read_text,
+    split_ids,
+)
 
 
 def write(tmp_path: Path, data: bytes, name: str = "text.txt") -> Path:
@@ -139,7 +146,8 @@ def test_load_corpus(tmp_path):
     """load_corpus reads a file, a built-in or the default, and says where the text came from."""
     path = write(tmp_path, "ab\u00e9".encode("latin-1"))
     text, source = load_corpus(path, encoding="latin-1")
-    assert text == "ab\u00e9"
+    assert text == TextFile(path, "latin-1")
+    assert read_text(text.path, text.encoding) == "ab\u00e9"
     assert source == {"path": str(path.resolve()), "encoding": "latin-1"}
     text, source = load_corpus(name="python-docs")
     assert source == {"builtin": "python-docs"} and len(text) > 400_000
