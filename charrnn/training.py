@@ -37,6 +37,9 @@ from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
 
 LN2 = math.log(2)
+# What a resumed run may change; everything else must match the checkpoint, or the resumed
+# run would not continue the same training (and resume would no longer be exact).
+RESUMABLE = frozenset({"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"})
 SCHEDULES = ("cosine", "constant")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 
@@ -210,6 +213,8 @@ def train(
     # 1. Where we start from: a fresh model, or everything the last checkpoint holds; and the
     # text as ids. A new run directory that ends up unused is removed again.
     state = _load_training_state(run_dir) if resume else None
+    if state is not None:
+        _check_same_training(config, state["meta"].get("train"), run_dir)
     created = _prepare_new_run_dir(run_dir) if state is None else False
     try:
         encoded = _encode(text, config.unit, run_dir, state, observer)
@@ -434,6 +439,24 @@ def _encode(
             f"{run_dir}: the training text differs from the one this run started on"
         )
     return encoded if isinstance(text, TextFile) else encode_text(text, unit, vocab)
+
+
+def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:
+    """A resume may change only the budget and the reporting (RESUMABLE)."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{run_dir}: the checkpoint holds no training config")
+    defaults = TrainConfig()
+    changed = [
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUMABLE
+        and getattr(config, f.name) != saved.get(f.name, getattr(defaults, f.name))
+    ]
+    if changed:
+        raise ConfigError(
+            f"{', '.join(changed)} cannot change when resuming {run_dir} "
+            "(only the budget and reporting can)"
+        )
 
 
 def _digest(state: dict) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import charrnn
-from charrnn import CheckpointError, TrainConfig, Vocab, checkpoint, train
+from charrnn import CheckpointError, ConfigError, TrainConfig, Vocab, checkpoint, train
 from charrnn.checkpoint import atomic_write_bytes, read_meta, read_npz, save_npz
 from charrnn.model import PARAM_NAMES
 
@@ -335,6 +335,21 @@ def test_resume_of_other_text_refused(saved):
     """Resuming on a different text is a CheckpointError."""
     with pytest.raises(CheckpointError, match="differs"):
         train(TEXT + "!", dataclasses.replace(CONFIG, steps=30), saved[0].run_dir, resume=True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"hidden": 32}, {"lr": 1e-3}, {"optimizer": "sgd"}, {"seq_len": 8}, {"dropout": 0.1}],
+)
+def test_resume_refuses_a_changed_training_setting(saved, change):
+    """A resume that would train differently (size, optimizer, lr, chunking, dropout) is
+    refused by name; the budget and reporting may change."""
+    run_dir = saved[0].run_dir
+    config = dataclasses.replace(CONFIG, steps=30, **change)
+    with pytest.raises(ConfigError, match=f"{next(iter(change))} cannot change"):
+        train(TEXT, config, run_dir, resume=True)
+    budget = dataclasses.replace(CONFIG, steps=25, eval_every=5, sample_length=0)
+    assert train(TEXT, budget, run_dir, resume=True).step == 25
 
 
 def test_new_run_refuses_nonempty_directory(saved):
