@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from charrnn.checkpoint import Run, load
+from charrnn.corpus import TextFile
 from charrnn.errors import (
     CharRNNError,
     CheckpointError,
@@ -25,6 +26,7 @@ __all__ = [
     "DivergenceError",
     "Run",
     "Sampler",
+    "TextFile",
     "TrainConfig",
     "TrainResult",
     "Vocab",
