@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import sys
 
 import numpy as np
@@ -60,18 +61,27 @@ class Repl:
             start = "\n" if "\n" in self.vocab else self.vocab.symbols[0]
             self.feed_text(start)
         out = sys.stdout
+        stopped = False
+
+        def on_interrupt(signum, frame) -> None:
+            nonlocal stopped
+            stopped = True  # checked between symbols: every symbol shown is also fed
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
         try:
             for _ in range(self.length):
+                if stopped:
+                    break
                 ids = self.sampler.draw(self.logits)
                 out.write(self.vocab.symbols[ids[0]])
                 out.flush()
                 self.logits, self.h = self.model.step(ids, self.h)
-        except KeyboardInterrupt:
-            out.write("\n")
-            self.console.print("[dim](stopped)[/dim]")
-        else:
-            out.write("\n")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        out.write("\n")
         out.flush()
+        if stopped:
+            self.console.print("[dim](stopped)[/dim]")
 
     def command(self, line: str) -> bool:
         """Apply a `:command`; returns False when the user asked to quit."""

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import signal
 import sys
 
+import numpy as np
 import pexpect
 import pytest
+from rich.console import Console
 
 import charrnn
+from charrnn.repl import Repl
+from charrnn.sample import feed
 
 PROMPT = ">>> "
 SETTINGS = re.compile(r"temperature (\S+), length (\d+), top-k (\S+), top-p (\S+)\r\n")
@@ -241,3 +247,33 @@ def test_ctrl_c_at_the_prompt_keeps_going(repl):
     assert session.settings(":len 7")[1] == "7"
     session.child.sendline(":quit")
     assert session.finish() == 0
+
+
+class InterruptingWriter(io.StringIO):
+    """A stdout that sends this process SIGINT once `stop_after` characters are written."""
+
+    def __init__(self, stop_after: int) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if len(self.getvalue()) == self.stop_after:
+            os.kill(os.getpid(), signal.SIGINT)
+        return n
+
+
+@pytest.mark.parametrize("stop_after", [1, 7, 30])
+def test_interrupted_generation_keeps_the_state_of_the_text_shown(loaded, monkeypatch, stop_after):
+    """A Ctrl-C that lands at any point of a generation leaves the conversation state exactly
+    that of the prompt plus every symbol shown, so the next turn continues what was seen."""
+    writer = InterruptingWriter(stop_after)
+    monkeypatch.setattr(sys, "stdout", writer)
+    repl = Repl(loaded, Console(file=io.StringIO()), temperature=1.0, length=10_000, seed=3)
+    repl.feed_text("the")
+    repl.generate()
+    text = writer.getvalue().removesuffix("\n")
+    assert len(text) == stop_after
+    zero = loaded.model.zero_state(1)
+    _, expected_h = feed(loaded.model, loaded.vocab.encode("the" + text), zero)
+    np.testing.assert_array_equal(repl.h, expected_h)
