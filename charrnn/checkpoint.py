@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def leftover_temp_files(run_dir: Path) -> list[Path]:
+    """Temporary files of atomic writes whose process was killed before the rename."""
+    run_dir = Path(run_dir)
+    return sorted(p for p in run_dir.glob(".*.tmp") if p.is_file()) if run_dir.is_dir() else []
+
+
 def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Atomically write arrays and metadata (as UTF-8 JSON bytes) to one uncompressed .npz."""
     buffer = io.BytesIO()
@@ -97,12 +104,33 @@ def append_jsonl(path: Path, record: dict) -> None:
 def _read_header(member) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(member)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        read = np.lib.format.read_array_header_1_0
     elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        read = np.lib.format.read_array_header_2_0
     else:
         raise ValueError(f"unsupported .npy version {version}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a header numpy has to repair (Python 2 style) is refused
+        try:
+            shape, _, dtype = read(member)
+        except (zipfile.BadZipFile, EOFError):
+            raise
+        except Exception:  # numpy's parser: ValueError, TokenError, RecursionError, warnings
+            raise ValueError("malformed .npy header") from None
     return shape, dtype
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo, file_size: int) -> None:
+    """Refuse a member zipfile would read with more memory than the file holds.
+
+    zipfile sizes its reads by the sizes the archive claims, so a few bytes claiming gigabytes
+    would allocate gigabytes: each member must be stored, and fit in the file.
+    """
+    name = info.filename.removesuffix(".npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f"{path}: member {name!r} is compressed")
+    if info.compress_size != info.file_size or info.file_size > file_size:
+        raise CheckpointError(f"{path}: member {name!r} claims more bytes than the file holds")
 
 
 def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None):
@@ -113,11 +141,11 @@ def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] |
     """
     arrays: dict[str, np.ndarray] = {}
     try:
+        file_size = os.path.getsize(path)
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 name = info.filename.removesuffix(".npy")
-                if info.compress_type != zipfile.ZIP_STORED:
-                    raise CheckpointError(f"{path}: member {name!r} is compressed")
+                _check_member(path, info, file_size)
                 with archive.open(info) as member:
                     shape, dtype = _read_header(member)
                     if dtype.hasobject:
@@ -154,11 +182,15 @@ def read_npz(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] |
 def read_meta(path: Path) -> dict:
     """The metadata embedded in a checkpoint, validated enough to size every other array."""
     try:
-        with zipfile.ZipFile(path) as archive, archive.open(META_KEY + ".npy") as member:
-            shape, dtype = _read_header(member)
-            if dtype != np.uint8 or len(shape) != 1 or shape[0] > 64 << 20:
-                raise CheckpointError(f"{path}: metadata has the wrong type")
-            raw = member.read(shape[0])
+        file_size = os.path.getsize(path)
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(META_KEY + ".npy")
+            _check_member(path, info, file_size)
+            with archive.open(info) as member:
+                shape, dtype = _read_header(member)
+                if dtype != np.uint8 or len(shape) != 1 or shape[0] > 64 << 20:
+                    raise CheckpointError(f"{path}: metadata has the wrong type")
+                raw = member.read(shape[0])
     except CheckpointError:
         raise
     except FileNotFoundError:
@@ -169,7 +201,7 @@ def read_meta(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable charrnn checkpoint ({exc})") from None
     try:
         meta = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # also JSON nested too deep or numbers too long
         raise CheckpointError(f"{path}: metadata is not valid JSON") from None
     validate_meta(meta, path)
     return meta
@@ -201,6 +233,10 @@ def validate_meta(meta: object, path: Path) -> None:
         vocab = Vocab.from_json(meta.get("vocab"))
     except (VocabError, TypeError) as exc:
         fail(f"bad vocabulary: {exc}")
+    try:
+        "".join(vocab.symbols).encode("utf-8")  # text never holds lone surrogates
+    except UnicodeEncodeError:
+        fail("bad vocabulary: a symbol is not valid Unicode text (a lone surrogate)")
     if len(vocab) != model["vocab_size"]:
         fail(f"vocabulary has {len(vocab)} symbols but the model expects {model['vocab_size']}")
     if type(meta.get("step")) is not int or meta["step"] < 0:

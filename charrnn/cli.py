@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -35,6 +39,11 @@ LN2 = math.log(2)
 
 class Parser(argparse.ArgumentParser):
     """argparse with errors as one line, `charrnn: error: ...`, exit code 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # `--lr -inf` or `--lr -1e5` is a value out of range, not an unknown option.
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
     def error(self, message: str) -> None:
         print(f"charrnn: error: {message}", file=sys.stderr)
@@ -273,7 +282,8 @@ class RichObserver(training.Observer):
             f"{info['val_symbols']:,} validation symbols, vocab {info['vocab_size']}, "
             f"{info['params']:,} parameters, hidden {c.hidden}, batch {c.batch} x seq-len "
             f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
-            + (f", resuming at step {info['step']:,}" if info["step"] else "")
+            + (f", resuming at step {info['step']:,}" if info["step"] else ""),
+            markup=False,
         )
         if self.out.is_terminal:
             self.progress = Progress(
@@ -373,6 +383,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; leave out --out")
         config, source = training.read_run_config(args.resume)
+        for leftover in checkpoint.leftover_temp_files(args.resume):
+            leftover.unlink(missing_ok=True)  # a write cut short when a process was killed
         fixed = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(config, k) != v}
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
@@ -410,22 +422,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if fresh:  # runs/latest moves only once the text and options have proved usable
         observer.started = link_latest
     try:
-        result = training.train(
-            text,
-            config,
-            run_dir,
-            source,
-            resume=args.resume is not None,
-            observer=observer,
-            stop=stop,
-        )
+        with np.errstate(all="ignore"):  # the trainer reports a non-finite loss itself
+            result = training.train(
+                text,
+                config,
+                run_dir,
+                source,
+                resume=args.resume is not None,
+                observer=observer,
+                stop=stop,
+            )
     except CharRNNError:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # nothing was trained: leave no empty run directory behind
         raise
     finally:
         observer.stop()
-    table = Table(title=f"run {result.run_dir}", title_justify="left")
+    table = Table(title=escape(f"run {result.run_dir}"), title_justify="left")
     for name in (
         "steps",
         "time",
@@ -457,13 +470,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         best,
     )
     out.print(table)
-    if result.interrupted:
+    if result.interrupted or stop.requested:  # also a stop during the final evaluation
         out.print(
             f"stopped at step {result.step:,}; checkpoint saved in {run_dir}. "
-            f"Resume with: charrnn train --resume {run_dir}"
+            f"Resume with: charrnn train --resume {shlex.quote(str(run_dir))}",
+            markup=False,
         )
         return 130
-    out.print(f"sample from it with: charrnn sample {run_dir}")
+    out.print(f"sample from it with: charrnn sample {shlex.quote(str(run_dir))}", markup=False)
     return 0
 
 
