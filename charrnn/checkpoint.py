@@ -93,6 +93,11 @@ def save_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
 
 
+def save_jsonl(path: Path, records: list[dict]) -> None:
+    """Atomically write one JSON line per record."""
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync it."""
     with open(path, "a", encoding="utf-8") as f:
@@ -296,7 +301,5 @@ def load(path: str | os.PathLike, which: str = "best") -> Run:
             )
         if not np.isfinite(array).all():
             raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
-    m = meta["model"]
-    model = CharRNN(m["vocab_size"], m["hidden_size"], dtype=m["dtype"])
-    model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
+    model = CharRNN.from_params({k: arrays[f"param/{k}"] for k in PARAM_NAMES})
     return Run(model, Vocab.from_json(meta["vocab"]), meta, file)

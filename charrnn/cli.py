@@ -383,8 +383,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; leave out --out")
         config, source = training.read_run_config(args.resume)
-        for leftover in checkpoint.leftover_temp_files(args.resume):
-            leftover.unlink(missing_ok=True)  # a write cut short when a process was killed
         fixed = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(config, k) != v}
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
@@ -600,6 +598,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
         return 130
+    except UnicodeEncodeError as exc:  # stdout cannot show a symbol of the model's text
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (drop what is still buffered)
+        print(
+            f"charrnn: error: the output encoding {exc.encoding} cannot show "
+            f"{exc.object[exc.start : exc.end]!r}; set PYTHONIOENCODING=utf-8",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -96,6 +96,18 @@ def load_corpus(
     return TextFile(Path(path), encoding), {"path": str(Path(path).resolve()), "encoding": encoding}
 
 
+def check_unicode(text: str) -> None:
+    """Refuse text holding lone surrogates: no file decodes to them, and no checkpoint with
+    them in its vocabulary would load."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CorpusError(
+            f"text holds a lone surrogate {text[exc.start]!r} at character {exc.start}; "
+            "it is not valid Unicode text"
+        ) from None
+
+
 def text_digest(text: str) -> str:
     """sha256 of the text as UTF-8: how a run recognises the text it started on."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -124,6 +136,7 @@ class EncodedText:
 
 def encode_text(text: str, unit: str, vocab: Vocab | None = None) -> EncodedText:
     """Encode text held in memory, with its own vocabulary or a given one."""
+    check_unicode(text)
     vocab = vocab or Vocab.from_text(text, unit)
     return EncodedText(vocab, vocab.encode(text), text_digest(text))
 
@@ -286,6 +299,9 @@ def encode_file(
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=cache_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
     os.close(fd)
     try:
         ids = np.lib.format.open_memmap(tmp, mode="w+", dtype=vocab.dtype, shape=(count,))

@@ -83,6 +83,18 @@ class CharRNN:
         self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
         self._work: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
+    @classmethod
+    def from_params(cls, params: dict[str, np.ndarray]) -> CharRNN:
+        """A model holding the given weights (shapes as `param_shapes`), without drawing a
+        random initialisation first (a QR of H x H is slow for large H)."""
+        model = cls.__new__(cls)
+        V, H = params["W_xh"].shape
+        model.vocab_size, model.hidden_size = int(V), int(H)
+        model.dtype = params["W_xh"].dtype
+        model.params = dict(params)
+        model._work = {}
+        return model
+
     def zero_state(self, batch: int) -> np.ndarray:
         """A fresh hidden state for `batch` streams, (B, H)."""
         return np.zeros((batch, self.hidden_size), self.dtype)

@@ -39,6 +39,7 @@ from charrnn.vocab import UNITS, Vocab
 LN2 = math.log(2)
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
+RUN_FILES = ("latest.npz", "best.npz", "config.json", "metrics.jsonl")  # what makes a run
 RESUMABLE = frozenset({"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"})
 SCHEDULES = ("cosine", "constant")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
@@ -163,8 +164,9 @@ def evaluate(
     seq_len: int = 100,
     streams: int = 64,
     stop: Callable[[], bool] | None = None,
-) -> float:
-    """Mean nats per symbol of predicting every symbol of `ids` after the first.
+) -> float | None:
+    """Mean nats per symbol of predicting every symbol of `ids` after the first (None when
+    `stop` asked to stop first).
 
     The text is cut into `streams` contiguous streams walked in chunks with state carried;
     the few positions left over continue the last stream, so every symbol counts once.
@@ -179,7 +181,7 @@ def evaluate(
     nats = 0.0
     for start in range(0, L, seq_len):
         if stop is not None and stop():
-            return math.nan
+            return None
         cols = slice(start, start + seq_len)
         loss, h = model.loss(inputs[:, cols], targets[:, cols], h)
         nats += loss * inputs[:, cols].size
@@ -202,12 +204,25 @@ def train(
     """Train a CharRNN on `text` (a string, or a TextFile streamed into a memory-mapped id
     cache), checkpointing into `run_dir`; resume continues it exactly.
 
-    `stop` is polled between steps: when it returns True the run saves and returns with
-    `interrupted` set. A non-finite loss or gradient raises DivergenceError and saves nothing.
+    `stop` is polled between steps and during evaluations: when it returns True the run
+    saves and returns with `interrupted` set. A non-finite loss or gradient raises
+    DivergenceError and leaves the last good checkpoints on disk.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # finiteness is checked
+        return _train(text, config, Path(run_dir), source, resume, observer, stop)
+
+
+def _train(
+    text: str | TextFile,
+    config: TrainConfig,
+    run_dir: Path,
+    source: dict | None,
+    resume: bool,
+    observer: Observer | None,
+    stop: Callable[[], bool] | None,
+) -> TrainResult:
     observer = observer or Observer()
     stop = stop or (lambda: False)
-    run_dir = Path(run_dir)
     config.check()
 
     # 1. Where we start from: a fresh model, or everything the last checkpoint holds; and the
@@ -229,7 +244,7 @@ def train(
     optimizer = make_optimizer(config.optimizer, model.params)
     sample_rng = np.random.default_rng(config.seed + 1)
     h = model.zero_state(config.batch)
-    step, elapsed_before, history = 0, 0.0, []
+    step, elapsed_before, history, window_losses = 0, 0.0, [], []
     best = (math.inf, None)
     if state is not None:
         meta, arrays = state["meta"], state["arrays"]
@@ -244,6 +259,7 @@ def train(
                 )
             step, elapsed_before = meta["step"], meta["elapsed"]
             history = state["history"]
+            window_losses = [float(x) for x in meta.get("train_window", [])]
             sample_rng.bit_generator.state = meta["sample_rng"]
             metrics = meta["metrics"]
             best = (metrics.get("best_val_loss") or math.inf, metrics.get("best_step"))
@@ -288,7 +304,7 @@ def train(
 
     started = time.perf_counter()
     chars_per_step = config.batch * config.seq_len
-    train_time, window_losses = 0.0, []
+    train_time = 0.0
     interrupted = False
 
     def elapsed() -> float:
@@ -310,16 +326,18 @@ def train(
             "metrics": metrics,
             "sample_rng": sample_rng.bit_generator.state,
         }
+        # For an exact resume, also the evaluations so far and the losses since the last one.
+        resume_state = {"history": history, "train_window": window_losses}
         arrays = {f"param/{k}": v for k, v in model.params.items()}
         arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
         arrays["state/h"] = h
         try:
             if record is not None and record.get("val_loss") == best[0] and best[1] == step:
                 checkpoint.save_npz(run_dir / "best.npz", arrays, full)
-            checkpoint.save_npz(run_dir / "latest.npz", arrays, full)
+            checkpoint.save_npz(run_dir / "latest.npz", arrays, {**full, **resume_state})
             checkpoint.save_json(run_dir / "config.json", full)
-            if record is not None:
-                checkpoint.append_jsonl(run_dir / "metrics.jsonl", record)
+            if record is not None:  # rewritten whole: a torn or lost line cannot stay behind
+                checkpoint.save_jsonl(run_dir / "metrics.jsonl", history)
         except OSError as exc:
             raise CheckpointError(
                 f"cannot write a checkpoint in {run_dir} ({exc.strerror or exc}); "
@@ -327,7 +345,9 @@ def train(
             ) from None
         observer.on_checkpoint(run_dir / "latest.npz")
 
-    def evaluate_and_save() -> None:
+    def evaluate_and_save() -> bool:
+        """Evaluate, sample, record and checkpoint; False (and nothing recorded) if `stop`
+        interrupted it, so that a resume redoes this evaluation exactly."""
         nonlocal best, window_losses
         record = {
             "step": step,
@@ -336,32 +356,44 @@ def train(
             "train_loss": float(np.mean(window_losses)) if window_losses else None,
             "chars_per_sec": chars_per_step * (step - first_step) / max(train_time, 1e-9),
         }
-        window_losses = []
-        sample = ""
+        new_best = best
         if len(val_ids) > 1:
             val_loss = evaluate(model, val_ids, config.seq_len, stop=stop)
-            if math.isnan(val_loss):  # stopped in the middle: leave the evaluation out
-                save(None)
-                return
+            if val_loss is None:
+                return False
+            if not math.isfinite(val_loss):
+                raise DivergenceError(
+                    f"validation loss is {val_loss} at step {step}; lower --lr "
+                    f"(now {config.lr:g}); checkpoints on disk are the last good ones"
+                )
             record["val_loss"], record["val_bpc"] = val_loss, val_loss / LN2
             if val_loss < best[0]:
-                best = (val_loss, step)
+                new_best = (val_loss, step)
         if record["train_loss"] is not None:
             record["train_bpc"] = record["train_loss"] / LN2
+        sample_ids = []
         if config.sample_length:
+            rng_before = sample_rng.bit_generator.state
             sampler = Sampler(config.sample_temperature)
             sampler.rng = sample_rng
-            sample = vocab.decode(
-                np.concatenate(
-                    list(generate_ids(model, vocab, "", config.sample_length, 1, sampler))
-                )
-            )
+            for ids_t in generate_ids(model, vocab, "", config.sample_length, 1, sampler):
+                if stop():
+                    sample_rng.bit_generator.state = rng_before
+                    return False
+                sample_ids.append(ids_t)
+        best = new_best
+        window_losses = []
         history.append(record)
         save(record)
+        sample = vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
         observer.on_eval(record, sample)
+        return True
 
     first_step = step
-    while not _done(config, step, elapsed()):
+    evaluated = bool(history) and history[-1]["step"] == step
+    if state is not None and step and step % config.eval_every == 0 and not evaluated:
+        interrupted = not evaluate_and_save()  # the last run stopped during this evaluation
+    while not interrupted and not _done(config, step, elapsed()):
         if stop():
             interrupted = True
             break
@@ -400,13 +432,13 @@ def train(
             )
         )
         if step % config.eval_every == 0:
-            evaluate_and_save()
+            interrupted = not evaluate_and_save()
         elif step % checkpoint_every == 0:
             save(None)
+    if not interrupted and (not history or history[-1]["step"] != step):
+        interrupted = not evaluate_and_save()
     if interrupted:
         save(None)
-    elif not history or history[-1]["step"] != step:
-        evaluate_and_save()
     last = history[-1] if history else {}
     return TrainResult(
         run_dir=run_dir,
@@ -475,8 +507,10 @@ def _prepare_new_run_dir(run_dir: Path) -> bool:
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: exists and is not a directory")
     if run_dir.is_dir():
-        if any(run_dir.iterdir()):
+        if any((run_dir / name).exists() for name in RUN_FILES):
             raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
+        for leftover in checkpoint.leftover_temp_files(run_dir):
+            leftover.unlink(missing_ok=True)  # killed before its first checkpoint: start anew
         return False
     try:
         run_dir.mkdir(parents=True)
@@ -515,7 +549,12 @@ def _load_training_state(run_dir: Path) -> dict:
             raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
     if "state/h" not in arrays:
         raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
-    history = []
+    for leftover in checkpoint.leftover_temp_files(run_dir):
+        leftover.unlink(missing_ok=True)  # a write cut short when a process was killed
+    if isinstance(meta.get("history"), list):
+        history = [r for r in meta["history"] if isinstance(r, dict) and "step" in r]
+        return {"meta": meta, "arrays": arrays, "history": history}
+    history = []  # checkpoints written before the history moved into latest.npz
     metrics_file = run_dir / "metrics.jsonl"
     if metrics_file.exists():
         for line in metrics_file.read_text(encoding="utf-8").splitlines():

@@ -160,11 +160,6 @@ def test_stop_callable_and_resume_is_exact(tmp_path, changes):
     assert_same_run(split, whole)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training.py: a stop during an evaluation drops that evaluation (and its sample), "
-    "and resume does not redo it, so the sampling generator and metrics drift",
-)
 def test_stop_during_an_evaluation_and_resume_is_exact(tmp_path):
     """A stop that lands in the evaluation at step 21 (Ctrl-C during an evaluation) and a resume
     still give the straight run: the evaluation and its sample are done on resume."""

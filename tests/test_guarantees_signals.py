@@ -156,11 +156,6 @@ def test_sigkill_at_20_random_moments_loses_only_work_since_last_checkpoint(tmp_
             assert record["val_loss"] == val[record["step"]], record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training._prepare_new_run_dir calls a directory holding only the corpus cache and "
-    "temp files 'a run' (pass --resume), yet there is nothing to resume",
-)
 def test_run_killed_before_first_checkpoint_can_start_afresh(tmp_path):
     """An --out directory left by a run killed before its first checkpoint (corpus cache and a
     cut-short temp file, no checkpoint) can be trained afresh; resuming it is a clear error."""

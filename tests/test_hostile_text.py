@@ -106,3 +106,16 @@ def test_other_encoding_by_option(tmp_path):
     assert_usage_error(run_cli("train", path, *TINY), f"byte offset {offset}", "--encoding")
     run = train_ok(tmp_path, text.encode("latin-1"), "--encoding", "latin-1")
     assert "é" in run.vocab
+
+
+def test_output_encoding_that_cannot_show_the_text(tmp_path):
+    """Sampling non-ASCII text to an ASCII-only stdout is one clear line and exit 2."""
+    train_ok(tmp_path, ("héllo wörld ñ\n" * 60).encode())
+    proc = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", tmp_path / "run", "--length", "300"],
+        capture_output=True,
+        text=True,
+        env={**cli_env(), "PYTHONIOENCODING": "ascii"},
+        timeout=60,
+    )
+    assert_usage_error(proc, "output encoding ascii cannot show", "PYTHONIOENCODING=utf-8")
