@@ -115,6 +115,11 @@ def build_parser() -> Parser:
         help=f"share of hidden units dropped before the output layer ({d.dropout})",
     )
     p.add_argument(
+        "--weight-drop",
+        type=float_range(0, 1, high_open=True),
+        help=f"share of W_hh entries dropped each step, DropConnect ({d.weight_drop})",
+    )
+    p.add_argument(
         "--schedule",
         choices=list(training.SCHEDULES),
         help=f"learning-rate schedule ({d.schedule})",

@@ -125,11 +125,13 @@ class CharRNN:
         targets: np.ndarray,
         h0: np.ndarray,
         keep: np.ndarray | None = None,
+        hh_keep: np.ndarray | None = None,
     ):
         """Run the chunk; returns the summed nats, work buffers and the (T*B,) target ids.
 
         `keep` (T*B, H), when given, scales each h_t on its way to the output layer only
         (dropout: 0 for a dropped unit, 1/(1-rate) for a kept one); the recurrence sees h_t whole.
+        `hh_keep` (H, H) scales W_hh for the whole chunk (DropConnect on the recurrence).
         """
         p = self.params
         B, T = inputs.shape
@@ -139,7 +141,10 @@ class CharRNN:
         hs[0] = h0
         # x_t W_xh + b_h is a row gather from (W_xh + b_h), written straight into hs[1:].
         np.take(p["W_xh"] + p["b_h"], inputs.T, axis=0, out=hs[1:])  # (T, B, H)
-        W_hh = p["W_hh"]
+        W_hh = p["W_hh"]  # (H, H)
+        if hh_keep is not None:
+            W_hh = W_hh * np.asarray(hh_keep, self.dtype)
+        w["W_hh"] = W_hh  # the backward pass uses the same effective recurrence
         for t in range(T):
             np.matmul(hs[t], W_hh, out=tmp)  # (B, H)
             tmp += hs[t + 1]
@@ -165,11 +170,12 @@ class CharRNN:
         targets: np.ndarray,
         h0: np.ndarray,
         keep: np.ndarray | None = None,
+        hh_keep: np.ndarray | None = None,
     ):
         """Forward only: (mean nats per symbol, h_T) for (B, T) inputs and targets."""
         if keep is not None:
             keep = np.asarray(keep, self.dtype).reshape(inputs.size, self.hidden_size)
-        nats, w, _ = self._forward(inputs, targets, h0, keep)
+        nats, w, _ = self._forward(inputs, targets, h0, keep, hh_keep)
         return nats / inputs.size, w["hs"][-1].copy()
 
     def loss_and_grads(
@@ -179,12 +185,14 @@ class CharRNN:
         h0: np.ndarray,
         with_dh0: bool = False,
         keep: np.ndarray | None = None,
+        hh_keep: np.ndarray | None = None,
     ):
         """Loss (mean nats), gradients of every parameter, and h_T to carry to the next chunk.
 
         inputs, targets: int (B, T); h0: (B, H). With `with_dh0` the gradients also hold
         "h0", dL/dh0, which training never needs but the gradient check does. `keep` is an
-        optional (T*B, H) dropout scale on the output layer's input (see `dropout_keep`).
+        optional (T*B, H) dropout scale on the output layer's input, `hh_keep` an optional
+        (H, H) one on W_hh (see `dropout_keep`).
         """
         p = self.params
         B, T = inputs.shape
@@ -192,7 +200,7 @@ class CharRNN:
         N = T * B
         if keep is not None:
             keep = np.asarray(keep, self.dtype).reshape(N, H)
-        nats, w, target_ids = self._forward(inputs, targets, h0, keep)
+        nats, w, target_ids = self._forward(inputs, targets, h0, keep, hh_keep)
         hs, dz, dtanh, dnext = w["hs"], w["dz"], w["dtanh"], w["dnext"]
         h_flat = hs[1:].reshape(N, H) if keep is None else w["dropped"]  # output input, (TB, H)
 
@@ -213,7 +221,7 @@ class CharRNN:
         # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2)
         np.multiply(hs[1:], hs[1:], out=dtanh)
         np.subtract(1, dtanh, out=dtanh)  # (T, B, H)
-        W_hh_T = p["W_hh"].T
+        W_hh_T = w["W_hh"].T  # the effective recurrence of the forward pass
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 dz[t] += dnext
@@ -222,6 +230,8 @@ class CharRNN:
                 np.matmul(dz[t], W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
         da_flat = dz.reshape(N, H)  # (TB, H)
         grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
+        if hh_keep is not None:
+            grads["W_hh"] *= hh_keep  # W_eff = W_hh * hh_keep
         grads["b_h"] = da_flat.sum(axis=0)  # (H,)
         grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), da_flat, V)  # (V, H)
         if with_dh0:

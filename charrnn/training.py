@@ -56,6 +56,7 @@ class TrainConfig:
     optimizer: str = "adam"
     clip: float = 5.0
     dropout: float = 0.0  # share of h_t units dropped on the way to the output layer
+    weight_drop: float = 0.0  # share of W_hh entries dropped per step (DropConnect)
     schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
     warmup: int = 50  # steps of linear lr warm-up
     min_lr_ratio: float = 0.1
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.weight_drop < 1:
+            raise ConfigError(f"weight_drop must be in [0, 1), got {self.weight_drop}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -401,13 +404,15 @@ def _train(
         if streams.starts_epoch(step):
             h = model.zero_state(config.batch)
         inputs, targets = streams.chunk(step)
-        keep = None
-        if config.dropout:  # a generator per step: resuming at any step draws the same masks
-            dropout_rng = np.random.default_rng([config.seed, DROPOUT_STREAM, step])
-            keep = dropout_keep(
-                config.dropout, (inputs.size, config.hidden), dropout_rng, model.dtype
-            )
-        loss, grads, h_next = model.loss_and_grads(inputs, targets, h, keep=keep)
+        keep = hh_keep = None
+        if config.dropout or config.weight_drop:  # a generator per step: exact on resume
+            masks_rng = np.random.default_rng([config.seed, DROPOUT_STREAM, step])
+            H = config.hidden
+            if config.dropout:
+                keep = dropout_keep(config.dropout, (inputs.size, H), masks_rng, model.dtype)
+            if config.weight_drop:
+                hh_keep = dropout_keep(config.weight_drop, (H, H), masks_rng, model.dtype)
+        loss, grads, h_next = model.loss_and_grads(inputs, targets, h, keep=keep, hh_keep=hh_keep)
         grad_norm = clip_grad_norm(grads, config.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise DivergenceError(

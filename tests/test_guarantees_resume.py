@@ -64,8 +64,11 @@ def cli_ok(*args) -> str:
 
 @pytest.mark.parametrize(
     "extra",
-    [("--optimizer", "sgd"), ("--optimizer", "rmsprop", "--dropout", "0.2")],
-    ids=["sgd", "rmsprop-dropout"],
+    [
+        ("--optimizer", "sgd"),
+        ("--optimizer", "rmsprop", "--dropout", "0.2", "--weight-drop", "0.3"),
+    ],
+    ids=["sgd", "rmsprop-dropout-weight-drop"],
 )
 def test_cli_resume_is_exact_with_samples_in_between(tmp_path, small_corpus, extra):
     """21 steps, then `--resume --steps 45` (evaluations with samples at 28..42, an epoch
@@ -149,7 +152,7 @@ SMALL = TrainConfig(hidden=16, seq_len=8, batch=4, steps=45, eval_every=7, sampl
         {"schedule": "cosine", "optimizer": "adam"},
         {"schedule": "cosine", "optimizer": "rmsprop", "warmup": 10},
         {"schedule": "constant", "optimizer": "adagrad", "lr": 0.05},
-        {"schedule": "cosine", "optimizer": "sgd", "lr": 0.05, "dropout": 0.3},
+        {"schedule": "cosine", "optimizer": "sgd", "lr": 0.05, "dropout": 0.3, "weight_drop": 0.2},
     ],
     ids=["cosine-adam", "cosine-rmsprop", "constant-adagrad", "cosine-sgd-dropout"],
 )

@@ -101,6 +101,39 @@ def test_gradients_with_dropout_match_finite_differences():
     assert np.all(grads["W_hy"][0] == 0) and np.all(grads["W_hy"][1:] != 0)
 
 
+def test_gradients_with_weight_drop_match_finite_differences():
+    """With a fixed DropConnect scale on W_hh (and output dropout), every gradient and dL/dh0
+    agree with finite differences, and dropped recurrent weights get no gradient."""
+    V, H, B, T = 5, 6, 2, 5
+    rng = np.random.default_rng(11)
+    model = perturbed_model(V, H, 11)
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = 0.5 * rng.standard_normal((B, H))
+    keep = dropout_keep(0.3, (T * B, H), rng, np.float64)
+    hh_keep = dropout_keep(0.5, (H, H), rng, np.float64)
+    loss, grads, _ = model.loss_and_grads(x, y, h0, with_dh0=True, keep=keep, hh_keep=hh_keep)
+    grads = {k: v.copy() for k, v in grads.items()}
+    assert loss != pytest.approx(model.loss(x, y, h0, keep)[0], rel=1e-3)  # the mask matters
+
+    def numeric(array):
+        num = np.zeros_like(array)
+        for i in np.ndindex(array.shape):
+            old = array[i]
+            f = {}
+            for d in (-2, -1, 1, 2):
+                array[i] = old + d * EPS
+                f[d] = model.loss(x, y, h0, keep, hh_keep)[0]
+            array[i] = old
+            num[i] = ((f[-2] - f[2]) + 8 * (f[1] - f[-1])) / (12 * EPS)
+        return num
+
+    errors = {name: max_rel_error(numeric(model.params[name]), grads[name]) for name in PARAM_NAMES}
+    errors["h0"] = max_rel_error(numeric(h0), grads["h0"])
+    assert max(errors.values()) < 1e-6, errors
+    assert np.all(grads["W_hh"][hh_keep == 0] == 0)
+    assert np.all(grads["W_hh"][hh_keep != 0] != 0)
+
+
 def test_dropout_keep_rate_and_scale():
     """The keep scale drops about `rate` of the units and keeps the mean at 1."""
     keep = dropout_keep(0.25, (1000, 400), np.random.default_rng(0), np.float32)
