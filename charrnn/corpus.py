@@ -178,12 +178,13 @@ def _cut(text: str) -> int:
 
 
 def text_pieces(
-    path: Path, encoding: str = "utf-8", chunk_bytes: int = CHUNK_BYTES
+    path: Path, encoding: str = "utf-8", chunk_bytes: int | None = None
 ) -> Iterator[tuple[str, int]]:
     """The decoded text of a file in pieces that never split a symbol, each with the number of
     bytes read so far. Strict decoding: an error names the byte offset. A leading BOM is
     dropped; NUL bytes mark a binary file."""
     check_file(path, encoding)
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     utf8 = codecs.lookup(encoding).name == "utf-8"
     carry, done, started = "", 0, False
@@ -258,7 +259,7 @@ def encode_file(
     unit: str,
     cache_dir: Path,
     progress: Progress | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> EncodedText:
     """A file's ids, memory-mapped from `cache_dir`, encoding them first unless cached.
 

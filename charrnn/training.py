@@ -208,7 +208,8 @@ def train(
     cache), checkpointing into `run_dir`; resume continues it exactly.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
-    saves and returns with `interrupted` set. A non-finite loss or gradient raises
+    saves and returns with `interrupted` set (while a file is still being encoded, it raises
+    KeyboardInterrupt instead: there is nothing to save yet). A non-finite loss or gradient raises
     DivergenceError and leaves the last good checkpoints on disk.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # finiteness is checked
@@ -235,10 +236,10 @@ def _train(
         _check_same_training(config, state["meta"].get("train"), run_dir)
     created = _prepare_new_run_dir(run_dir) if state is None else False
     try:
-        encoded = _encode(text, config.unit, run_dir, state, observer)
+        encoded = _encode(text, config.unit, run_dir, state, observer, stop)
         train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
         streams = Streams(train_ids, config.batch, config.seq_len)
-    except CharRNNError:
+    except (CharRNNError, KeyboardInterrupt):
         if state is None:
             _discard_new_run_dir(run_dir, created)
         raise
@@ -460,12 +461,24 @@ def _train(
 
 
 def _encode(
-    text: str | TextFile, unit: str, run_dir: Path, state: dict | None, observer: Observer
+    text: str | TextFile,
+    unit: str,
+    run_dir: Path,
+    state: dict | None,
+    observer: Observer,
+    stop: Callable[[], bool],
 ) -> EncodedText:
-    """The training text as ids, in the checkpoint's vocabulary when resuming."""
+    """The training text as ids, in the checkpoint's vocabulary when resuming. A stop
+    request while a large file is encoded raises KeyboardInterrupt: there is nothing to save."""
     vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
     if isinstance(text, TextFile):
-        encoded = encode_file(text, unit, run_dir, observer.on_encode)
+
+        def progress(what: str, done: int, total: int) -> None:
+            if stop():
+                raise KeyboardInterrupt
+            observer.on_encode(what, done, total)
+
+        encoded = encode_file(text, unit, run_dir, progress)
         if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
             raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
         digest = encoded.digest

@@ -188,3 +188,20 @@ def test_unusable_file_leaves_no_run_directory(tmp_path):
     with pytest.raises(CorpusError):
         charrnn.train(TextFile(short), TrainConfig(steps=5, **CONFIG), empty_dir)
     assert empty_dir.is_dir() and not any(empty_dir.iterdir())
+
+
+def test_stop_while_encoding_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A stop request (Ctrl-C) while a file is encoded ends training at once with
+    KeyboardInterrupt, leaving no run directory and no temp file."""
+    monkeypatch.setattr(charrnn.corpus, "CHUNK_BYTES", 64)
+    path = write(tmp_path, "a line of text to encode\n" * 200)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 3  # a few pieces in
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        charrnn.train(TextFile(path), TrainConfig(steps=5, **CONFIG), run, stop=stop)
+    assert not run.exists()
