@@ -49,14 +49,14 @@ DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and 
 class TrainConfig:
     """Hyperparameters of a run; saved in its metadata and reused on resume."""
 
-    hidden: int = 256
+    hidden: int = 512
     seq_len: int = 100
     batch: int = 64
     lr: float = 2e-3
     optimizer: str = "adam"
     clip: float = 5.0
     dropout: float = 0.0  # share of h_t units dropped on the way to the output layer
-    weight_drop: float = 0.0  # share of W_hh entries dropped per step (DropConnect)
+    weight_drop: float = 0.15  # share of W_hh entries dropped per step (DropConnect)
     schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
     warmup: int = 50  # steps of linear lr warm-up
     min_lr_ratio: float = 0.1

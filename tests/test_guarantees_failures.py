@@ -58,7 +58,7 @@ def record_writes(monkeypatch) -> dict[str, bytes]:
 # the weights grow for a few steps, with checkpoints after each, until the loss overflows.
 DIVERGING = TrainConfig(hidden=16, seq_len=8, batch=4, steps=100, eval_every=3, sample_length=5)
 DIVERGING.checkpoint_every, DIVERGING.schedule, DIVERGING.warmup = 1, "constant", 0
-DIVERGING.lr, DIVERGING.clip = 1e30, 0
+DIVERGING.lr, DIVERGING.clip, DIVERGING.weight_drop = 1e30, 0, 0.0
 
 
 @pytest.fixture
