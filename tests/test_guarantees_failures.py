@@ -54,11 +54,13 @@ def record_writes(monkeypatch) -> dict[str, bytes]:
 
 # ---- 4. divergence ----------------------------------------------------------------------------
 
-# The library takes any finite learning rate (the CLI stops at 10): with 1e30 and no clipping
-# the weights grow for a few steps, with checkpoints after each, until the loss overflows.
-DIVERGING = TrainConfig(hidden=16, seq_len=8, batch=4, steps=100, eval_every=3, sample_length=5)
+# The library takes any finite learning rate (the CLI stops at 10): with 1e37 and no clipping
+# each Adam step moves a weight by at most 1e37, so after step 1 every logit (16 units in
+# [-1, 1] times such weights) is below float32's 3.4e38 and the run evaluates and saves; a few
+# steps later the loss overflows, in training or in evaluation (where depends on the CPU).
+DIVERGING = TrainConfig(hidden=16, seq_len=8, batch=4, steps=100, eval_every=1, sample_length=5)
 DIVERGING.checkpoint_every, DIVERGING.schedule, DIVERGING.warmup = 1, "constant", 0
-DIVERGING.lr, DIVERGING.clip, DIVERGING.weight_drop = 1e30, 0, 0.0
+DIVERGING.lr, DIVERGING.clip, DIVERGING.weight_drop = 1e37, 0, 0.0
 
 
 @pytest.fixture
@@ -80,13 +82,14 @@ def test_divergence_error_keeps_the_last_good_checkpoints(diverged):
     the step before, loadable, with finite weights."""
     run, written, message = diverged
     m = re.fullmatch(
-        r"training diverged at step (\d+): loss \S+, gradient norm \S+; lower --lr "
-        r"\(now 1e\+30\); checkpoints on disk are the last good ones",
+        r"(?:training diverged at step (\d+): loss \S+, gradient norm \S+|"
+        r"validation loss is \S+ at step (\d+)); lower --lr "
+        r"\(now 1e\+37\); checkpoints on disk are the last good ones",
         message,
     )
     assert m, message
-    step = int(m[1])
-    assert step > 3, "diverged before any evaluation: nothing was proved"
+    step = int(m[1] or m[2])
+    assert step >= 2, "diverged before any checkpoint: nothing was proved"
     assert {"latest.npz", "best.npz", "config.json"} <= written.keys()
     on_disk = snapshot(run)
     for name, data in written.items():
@@ -99,13 +102,12 @@ def test_divergence_error_keeps_the_last_good_checkpoints(diverged):
 
 def test_cli_divergence_is_one_line_exit_2_and_writes_nothing(diverged):
     """Resuming the diverging run with the CLI diverges again at the same step: exit 2, one
-    `charrnn: error: training diverged at step K ... lower --lr ...` line (no numpy warnings),
-    and not a byte of the run directory changes."""
+    `charrnn: error: ... at step K ... lower --lr ...` line (no numpy warnings), and not a
+    byte of the run directory changes."""
     run, _, message = diverged
-    step = int(re.search(r"at step (\d+)", message)[1])
     before = snapshot(run)
     proc = run_cli("train", "--resume", run, "--steps", "100")
-    line = assert_usage_error(proc, f"training diverged at step {step}:", "lower --lr")
+    line = assert_usage_error(proc, message.split(";")[0], "lower --lr")
     assert "checkpoints on disk are the last good ones" in line
     assert snapshot(run) == before
 
