@@ -4,6 +4,9 @@ For each hidden size, a charrnn worker and (when torch imports) a PyTorch worker
 same model (V from tinyshakespeare, one-hot input, tanh RNN, linear, softmax, Adam, clip 5.0,
 float32, the same thread count) in alternating rounds; printed are median chars/s, the ratio,
 achieved GFLOP/s and its share of the GEMM peak measured at start, and each worker's peak RSS.
+A third worker runs only the matrix products of a charrnn step (same shapes and layouts):
+its chars/s over PyTorch's is the ceiling of the ratio, what charrnn would reach if
+everything but the GEMMs took no time.
 
 FLOPs per step counted: 6 * T * B * (H*H + H*V), i.e. forward, backward-data and
 backward-weight products of the recurrence and the output layer (the one-hot input
@@ -75,6 +78,38 @@ def torch_worker(opts: dict) -> dict:
     return {"run": lambda seconds: timed_round(train_step, seconds, B * T)}
 
 
+def gemm_only_worker(opts: dict) -> dict:
+    """Only the matrix products of a charrnn step, same shapes, layouts and order as
+    `CharRNN.loss_and_grads`: what a step would cost if nothing else took any time."""
+    import numpy as np
+
+    B, T, H, V = opts["batch"], opts["seq_len"], opts["hidden"], _bench.corpus_ids()[1]
+    N = T * B
+    rng = np.random.default_rng(0)
+
+    def rand(*shape):
+        return rng.standard_normal(shape, dtype=np.float32) * 0.05
+
+    hs, dz, W_hh, W_hy = rand(T + 1, B, H), rand(T, B, H), rand(H, H), rand(H, V)
+    W_hh_T, logits, step_out = np.ascontiguousarray(W_hh.T), rand(N, V), rand(B, H)
+    one_hot_t, ones = np.zeros((V, N), np.float32), np.ones(N, np.float32)
+
+    def train_step() -> float:
+        for t in range(T):  # forward recurrence
+            np.matmul(hs[t], W_hh, out=step_out)
+        h_flat = hs[1:].reshape(N, H)
+        np.matmul(h_flat, W_hy, out=logits)  # output layer
+        _ = h_flat.T @ logits, ones @ logits  # dW_hy, db_y
+        np.matmul(logits, W_hy.T, out=dz.reshape(N, H))  # dL/dh from the output
+        for t in range(T - 1, 0, -1):  # backward recurrence
+            np.matmul(dz[t], W_hh_T, out=step_out)
+        da = dz.reshape(N, H)
+        _ = hs[:-1].reshape(N, H).T @ da, ones @ da, one_hot_t @ da  # dW_hh, db_h, dW_xh
+        return 0.0
+
+    return {"run": lambda seconds: timed_round(train_step, seconds, B * T)}
+
+
 def min_char_rnn_worker(opts: dict) -> dict:
     from min_char_rnn import MinCharRNN
 
@@ -102,7 +137,12 @@ def timed_round(train_step, seconds: float, chars_per_step: int) -> dict:
     return {"chars_per_sec": steps * chars_per_step / elapsed, "steps": steps, "loss": loss}
 
 
-WORKERS = {"charrnn": charrnn_worker, "torch": torch_worker, "min-char-rnn": min_char_rnn_worker}
+WORKERS = {
+    "charrnn": charrnn_worker,
+    "torch": torch_worker,
+    "min-char-rnn": min_char_rnn_worker,
+    "gemms": gemm_only_worker,
+}
 
 
 def compare(kinds: list[str], options: dict, rounds: int, seconds: float, threads: int):
@@ -145,10 +185,12 @@ def main() -> None:
     if not peer:
         print("torch is not importable (or --no-peer): charrnn figures alone")
     kinds = ["charrnn", "torch"] if peer else ["charrnn"]
+    kinds += ["gemms"]  # the ceiling: a step's matrix products alone
     V = _bench.corpus_ids()[1]
     header = (
         f"{'H':>5} {'B':>4} {'T':>4} {'charrnn c/s':>12} {'torch c/s':>10} {'ratio':>6} "
-        f"{'GFLOP/s':>8} {'of peak':>8} {'RSS MB':>7} {'torch RSS':>9}"
+        f"{'GFLOP/s':>8} {'of peak':>8} {'RSS MB':>7} {'torch RSS':>9} "
+        f"{'GEMMs c/s':>10} {'ceiling':>7}"
     )
     print(header)
     for H in args.hidden:
@@ -168,7 +210,8 @@ def main() -> None:
             f"{H:>5} {args.batch:>4} {args.seq_len:>4} {med['charrnn']:>12,.0f} "
             f"{t or 0:>10,.0f} {med['charrnn'] / t if t else float('nan'):>6.2f} "
             f"{gflops:>8.1f} {gflops / peak['square_2048']:>8.0%} {rss['charrnn']:>7.0f} "
-            f"{rss.get('torch', float('nan')):>9.0f}"
+            f"{rss.get('torch', float('nan')):>9.0f} {med['gemms']:>10,.0f} "
+            f"{med['gemms'] / t if t else float('nan'):>7.2f}"
         )
         sys.stdout.flush()
     if not args.no_min_char_rnn:
