@@ -115,15 +115,25 @@ class Adam(Optimizer):
         super().__init__(params)
         self.beta1, self.beta2 = betas
         self.eps = eps
+        # Scratch per parameter, not state: every step writes it before reading it. Working
+        # in place saves the six temporaries per parameter the plain expression allocates.
+        self.scratch = {k: np.empty_like(p) for k, p in params.items()}
 
     def _update(self, key, p, g, lr):
-        m, v = self.state[f"m/{key}"], self.state[f"v/{key}"]
+        m, v, s = self.state[f"m/{key}"], self.state[f"v/{key}"], self.scratch[key]
         m *= self.beta1
-        m += (1 - self.beta1) * g
+        np.multiply(g, 1 - self.beta1, out=s)
+        m += s  # m = beta1 m + (1 - beta1) g
         v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
+        np.multiply(g, g, out=s)
+        s *= 1 - self.beta2
+        v += s  # v = beta2 v + (1 - beta2) g^2
         step_size = lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
-        p -= step_size * m / (np.sqrt(v) + self.eps)
+        np.sqrt(v, out=s)
+        s += self.eps
+        np.divide(m, s, out=s)
+        s *= step_size
+        p -= s  # p -= step_size m / (sqrt(v) + eps)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (Adam, Adagrad, RMSprop, SGD)}
