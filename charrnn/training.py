@@ -50,7 +50,7 @@ class TrainConfig:
     """Hyperparameters of a run; saved in its metadata and reused on resume."""
 
     hidden: int = 512
-    seq_len: int = 100
+    seq_len: int = 25
     batch: int = 64
     lr: float = 2e-3
     optimizer: str = "adam"
@@ -62,7 +62,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     steps: int | None = None
     minutes: float | None = None
-    eval_every: int = 500
+    eval_every: int = 1000
     checkpoint_every: int | None = None  # steps between checkpoints; default eval_every
     seed: int = 0
     val_fraction: float = 0.1
