@@ -212,19 +212,19 @@ class CharRNN:
         # y = h W_hy + b_y
         grads = {
             "W_hy": h_flat.T @ dlogits,  # (H, V)
-            "b_y": w["ones"][:N] @ dlogits,  # (V,)
+            "b_y": w["ones"] @ dlogits,  # (V,)
         }
         np.matmul(dlogits, p["W_hy"].T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
         if keep is not None:
             dz.reshape(N, H)[...] *= keep  # through the dropout scale
 
+        # The effective recurrence of the forward pass, transposed into a contiguous copy:
+        # OpenBLAS multiplies by it a quarter faster than by a transposed view.
+        W_hh_T = np.ascontiguousarray(w["W_hh"].T)  # (H, H)
         # h_{t+1} = tanh(a_t), a_t = x_t W_xh + b_h + h_t W_hh:
         # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2). tanh' is
         # formed per step in a cache-resident (B, H) buffer: a (T, B, H) array of it would
         # cost two more passes over memory.
-        # The effective recurrence of the forward pass, transposed into a contiguous copy:
-        # OpenBLAS multiplies by it a quarter faster than by a transposed view.
-        W_hh_T = np.ascontiguousarray(w["W_hh"].T)  # (H, H)
         for t in range(T - 1, -1, -1):
             if t < T - 1:
                 dz[t] += dnext
@@ -237,7 +237,7 @@ class CharRNN:
         grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
         if hh_keep is not None:
             grads["W_hh"] *= hh_keep  # W_eff = W_hh * hh_keep
-        grads["b_h"] = w["ones"][:N] @ da_flat  # (H,)
+        grads["b_h"] = w["ones"] @ da_flat  # (H,)
         grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), da_flat, V)  # (V, H)
         if with_dh0:
             grads["h0"] = dnext.copy()  # (B, H)
