@@ -103,16 +103,28 @@ class CharRNN:
         """Work buffers for a (B, T) chunk, allocated once and reused by every later call."""
         work = self._work.get((T, B))
         if work is None:
-            H, V, dt = self.hidden_size, self.vocab_size, self.dtype
+            H, V, N, dt = self.hidden_size, self.vocab_size, T * B, self.dtype
+            hs = np.empty((T + 1, B, H), dt)  # h_0 .. h_T
+            dz = np.empty((T, B, H), dt)  # dL/dh from the output, then dL/d(pre-tanh)
+            # tanh' for a few steps at a time: one call per chunk instead of two per step,
+            # while the chunk (about 256 KB) stays in cache.
+            tanh_grad = np.empty((max(1, min(T, 2**16 // (B * H))), B, H), dt)
             work = {
-                "hs": np.empty((T + 1, B, H), dt),  # h_0 .. h_T
-                "logits": np.empty((T * B, V), dt),  # logits, then probs, then dlogits
-                "dz": np.empty((T, B, H), dt),  # dL/dh from the output, then dL/d(pre-tanh)
-                "tmp": np.empty((B, H), dt),  # h W_hh forward, tanh' backward
+                "hs": hs,
+                "hs_steps": list(hs),  # (B, H) views made once: slicing in the loops costs
+                "dz": dz,
+                "dz_steps": list(dz),
+                "tanh_grad": tanh_grad,
+                "tanh_grad_steps": list(tanh_grad),
+                # Symbols on rows, positions on columns: the per-position max and sum run
+                # along long contiguous rows instead of 6400 short ones.
+                "logits_t": np.empty((V, N), dt),  # logits, then exp, then dL/dlogits
+                "tmp": np.empty((B, H), dt),  # h W_hh in the forward recurrence
                 "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
-                "dropped": np.empty((T * B, H), dt),  # h_t * keep mask, input of the output layer
-                "rows": np.arange(T * B),
-                "ones": np.ones(T * B, dt),  # column sums as a GEMV, twice as fast as .sum
+                "dropped": np.empty((N, H), dt),  # h_t * keep mask, input of the output layer
+                "rows": np.arange(N),
+                "ones_n": np.ones(N, dt),  # sums over positions as a GEMV, faster than .sum
+                "ones_v": np.ones(V, dt),
             }
             if len(self._work) >= 4:  # training and evaluation use few shapes; cap the rest
                 self._work.pop(next(iter(self._work)))
@@ -127,7 +139,8 @@ class CharRNN:
         keep: np.ndarray | None = None,
         hh_keep: np.ndarray | None = None,
     ):
-        """Run the chunk; returns the summed nats, work buffers and the (T*B,) target ids.
+        """Run the chunk; returns the summed nats, work buffers, the (T*B,) target ids and
+        the (T*B,) softmax denominators (w["logits_t"] holds exp(logit - max) then).
 
         `keep` (T*B, H), when given, scales each h_t on its way to the output layer only
         (dropout: 0 for a dropped unit, 1/(1-rate) for a kept one); the recurrence sees h_t whole.
@@ -136,7 +149,7 @@ class CharRNN:
         p = self.params
         B, T = inputs.shape
         w = self._buffers(T, B)
-        hs, logits, tmp = w["hs"], w["logits"], w["tmp"]
+        hs, hs_steps, logits_t, tmp = w["hs"], w["hs_steps"], w["logits_t"], w["tmp"]
         H = self.hidden_size
         hs[0] = h0
         # x_t W_xh + b_h is a row gather from (W_xh + b_h), written straight into hs[1:].
@@ -147,23 +160,22 @@ class CharRNN:
             W_hh = W_hh * np.asarray(hh_keep, self.dtype)
         w["W_hh"] = W_hh  # the backward pass uses the same effective recurrence
         for t in range(T):
-            np.matmul(hs[t], W_hh, out=tmp)  # (B, H)
-            tmp += hs[t + 1]
-            np.tanh(tmp, out=hs[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
+            np.matmul(hs_steps[t], W_hh, out=tmp)  # (B, H)
+            tmp += hs_steps[t + 1]
+            np.tanh(tmp, out=hs_steps[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
         h_flat = hs[1:].reshape(T * B, H)  # (TB, H)
         if keep is not None:
             h_flat = np.multiply(h_flat, keep, out=w["dropped"])  # (TB, H)
-        np.matmul(h_flat, p["W_hy"], out=logits)  # (TB, V)
-        logits += p["b_y"]
+        np.matmul(p["W_hy"].T, h_flat.T, out=logits_t)  # (V, TB)
+        logits_t += p["b_y"][:, None]
         target_ids = targets.T.reshape(-1)  # (TB,) time-major, matching h_flat's rows
         # Stable log-softmax: log p = y - max - log sum exp(y - max).
-        logits -= logits.max(axis=1, keepdims=True)
-        target_logit = logits[w["rows"][: T * B], target_ids]  # (TB,)
-        np.exp(logits, out=logits)
-        total = logits.sum(axis=1)  # (TB,)
+        logits_t -= logits_t.max(axis=0)
+        target_logit = logits_t[target_ids, w["rows"]]  # (TB,)
+        np.exp(logits_t, out=logits_t)
+        total = w["ones_v"] @ logits_t  # (TB,)
         nats = float(np.log(total).sum(dtype=np.float64) - target_logit.sum(dtype=np.float64))
-        logits /= total[:, None]  # probs, (TB, V)
-        return nats, w, target_ids
+        return nats, w, target_ids, total
 
     def loss(
         self,
@@ -176,7 +188,7 @@ class CharRNN:
         """Forward only: (mean nats per symbol, h_T) for (B, T) inputs and targets."""
         if keep is not None:
             keep = np.asarray(keep, self.dtype).reshape(inputs.size, self.hidden_size)
-        nats, w, _ = self._forward(inputs, targets, h0, keep, hh_keep)
+        nats, w, _, _ = self._forward(inputs, targets, h0, keep, hh_keep)
         return nats / inputs.size, w["hs"][-1].copy()
 
     def loss_and_grads(
@@ -201,20 +213,23 @@ class CharRNN:
         N = T * B
         if keep is not None:
             keep = np.asarray(keep, self.dtype).reshape(N, H)
-        nats, w, target_ids = self._forward(inputs, targets, h0, keep, hh_keep)
-        hs, dz, tanh_grad, dnext = w["hs"], w["dz"], w["tmp"], w["dnext"]
+        nats, w, target_ids, total = self._forward(inputs, targets, h0, keep, hh_keep)
+        hs, dz, dz_steps, dnext = w["hs"], w["dz"], w["dz_steps"], w["dnext"]
         h_flat = hs[1:].reshape(N, H) if keep is None else w["dropped"]  # output input, (TB, H)
 
-        # loss = mean -log softmax(y)[target]  ->  dL/dy = (p - onehot(target)) / N
-        dlogits = w["logits"]  # (TB, V), holds probs
-        dlogits[w["rows"][:N], target_ids] -= 1
-        dlogits *= 1.0 / N
+        # loss = mean -log softmax(y)[target]  ->  dL/dy = (exp / total - onehot(target)) / N
+        dlogits_t = w["logits_t"]  # (V, TB), holds exp(y - max)
+        scale = np.reciprocal(total, out=total)
+        scale *= 1.0 / N
+        dlogits_t *= scale  # probs / N
+        dlogits_t[target_ids, w["rows"]] -= 1.0 / N
         # y = h W_hy + b_y
         grads = {
-            "W_hy": h_flat.T @ dlogits,  # (H, V)
-            "b_y": w["ones"] @ dlogits,  # (V,)
+            "W_hy": np.ascontiguousarray((dlogits_t @ h_flat).T),  # (H, V); NN, faster than TN
+            "b_y": dlogits_t @ w["ones_n"],  # (V,)
         }
-        np.matmul(dlogits, p["W_hy"].T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
+        W_hy_T = np.ascontiguousarray(p["W_hy"].T)  # (V, H)
+        np.matmul(dlogits_t.T, W_hy_T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
         if keep is not None:
             dz.reshape(N, H)[...] *= keep  # through the dropout scale
 
@@ -222,23 +237,28 @@ class CharRNN:
         # OpenBLAS multiplies by it a quarter faster than by a transposed view.
         W_hh_T = np.ascontiguousarray(w["W_hh"].T)  # (H, H)
         # h_{t+1} = tanh(a_t), a_t = x_t W_xh + b_h + h_t W_hh:
-        # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2). tanh' is
-        # formed per step in a cache-resident (B, H) buffer: a (T, B, H) array of it would
-        # cost two more passes over memory.
+        # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2).
+        tanh_grad, tanh_grad_steps = w["tanh_grad"], w["tanh_grad_steps"]
+        C = len(tanh_grad)
         for t in range(T - 1, -1, -1):
+            lo = t - t % C
+            if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: their tanh'
+                g = tanh_grad[: t - lo + 1]  # (steps, B, H)
+                np.multiply(hs[lo + 1 : t + 2], hs[lo + 1 : t + 2], out=g)
+                np.subtract(1, g, out=g)  # 1 - h^2
+            dz_t = dz_steps[t]  # (B, H)
             if t < T - 1:
-                dz[t] += dnext
-            np.multiply(hs[t + 1], hs[t + 1], out=tanh_grad)
-            np.subtract(1, tanh_grad, out=tanh_grad)  # 1 - h_{t+1}**2, (B, H)
-            dz[t] *= tanh_grad  # dz[t] is now dL/da_t, (B, H)
+                dz_t += dnext
+            dz_t *= tanh_grad_steps[t - lo]  # dz[t] is now dL/da_t
             if t > 0 or with_dh0:
-                np.matmul(dz[t], W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
+                np.matmul(dz_t, W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
         da_flat = dz.reshape(N, H)  # (TB, H)
         grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
         if hh_keep is not None:
             grads["W_hh"] *= hh_keep  # W_eff = W_hh * hh_keep
-        grads["b_h"] = w["ones"] @ da_flat  # (H,)
         grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), da_flat, V)  # (V, H)
+        # Every position adds its dL/da to exactly one row of dW_xh, so the rows sum to dL/db_h.
+        grads["b_h"] = grads["W_xh"].sum(axis=0)  # (H,)
         if with_dh0:
             grads["h0"] = dnext.copy()  # (B, H)
         grads = {k: np.asarray(grads[k], self.dtype) for k in (*PARAM_NAMES, "h0") if k in grads}
