@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
+# The backward pass forms tanh' for as many steps at once as fit in this many elements
+# (256 KB of float32): one call per chunk instead of two per step, and the chunk stays in cache.
+TANH_GRAD_CHUNK = 2**16
 
 
 def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
@@ -106,9 +109,7 @@ class CharRNN:
             H, V, N, dt = self.hidden_size, self.vocab_size, T * B, self.dtype
             hs = np.empty((T + 1, B, H), dt)  # h_0 .. h_T
             dz = np.empty((T, B, H), dt)  # dL/dh from the output, then dL/d(pre-tanh)
-            # tanh' for a few steps at a time: one call per chunk instead of two per step,
-            # while the chunk (about 256 KB) stays in cache.
-            tanh_grad = np.empty((max(1, min(T, 2**16 // (B * H))), B, H), dt)
+            tanh_grad = np.empty((max(1, min(T, TANH_GRAD_CHUNK // (B * H))), B, H), dt)
             work = {
                 "hs": hs,
                 "hs_steps": list(hs),  # (B, H) views made once: slicing in the loops costs

@@ -75,6 +75,49 @@ def test_gradients_match_finite_differences(V, H, B, T, seed):
     assert np.abs(grads["W_hy"]).max() > 1e-3 and np.abs(grads["h0"]).max() > 1e-4
 
 
+@pytest.mark.parametrize("chunk_steps", [1, 3, 10])
+def test_backward_in_chunks_of_steps_gives_the_same_gradients(monkeypatch, chunk_steps):
+    """tanh' is formed a chunk of steps at a time (3 leaves a remainder of 1 in T 10): every
+    chunking gives bit-identical gradients, and they agree with finite differences."""
+    V, H, B, T = 6, 4, 3, 10
+    rng = np.random.default_rng(7)
+    x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = 0.5 * rng.standard_normal((B, H))
+    reference = perturbed_model(V, H, 7).loss_and_grads(x, y, h0, with_dh0=True)[1]
+    monkeypatch.setattr(charrnn.model, "TANH_GRAD_CHUNK", chunk_steps * B * H)
+    model = perturbed_model(V, H, 7)
+    grads = model.loss_and_grads(x, y, h0, with_dh0=True)[1]
+    assert len(model._buffers(T, B)["tanh_grad"]) == chunk_steps
+    for name in reference:
+        np.testing.assert_array_equal(grads[name], reference[name])
+    for name in PARAM_NAMES:
+        num = numeric_grad(model, x, y, h0, model.params[name])
+        assert max_rel_error(num, grads[name]) < 1e-6, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_stable_for_huge_logits(dtype):
+    """Logits in the thousands neither overflow nor lose the loss: it matches a float64
+    log-sum-exp, and the gradients are finite."""
+    rng = np.random.default_rng(8)
+    model = perturbed_model(7, 5, 8, dtype)
+    model.params["W_hy"] *= 3000
+    x, y = rng.integers(0, 7, (2, 6)), rng.integers(0, 7, (2, 6))
+    h0 = model.zero_state(2)
+    loss, grads, _ = model.loss_and_grads(x, y, h0)
+    p = {k: v.astype(np.float64) for k, v in model.params.items()}
+    h, total = np.zeros((2, 5)), 0.0
+    for t in range(6):
+        h = np.tanh(p["W_xh"][x[:, t]] + h @ p["W_hh"] + p["b_h"])
+        logits = h @ p["W_hy"] + p["b_y"]
+        top = logits.max(axis=1, keepdims=True)
+        logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+        total -= logp[np.arange(2), y[:, t]].sum()
+    assert total / 12 > 100  # the logits really are huge
+    assert loss == pytest.approx(total / 12, rel=1e-5 if dtype == np.float32 else 1e-12)
+    assert all(np.isfinite(g).all() for g in grads.values())
+
+
 def test_gradients_with_dropout_match_finite_differences():
     """With a fixed dropout scale on the output layer's input, every gradient and dL/dh0 still
     agree with finite differences, and dropped units get no gradient through the output."""
