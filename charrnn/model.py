@@ -118,7 +118,7 @@ class CharRNN:
                 "tanh_grad": tanh_grad,
                 "tanh_grad_steps": list(tanh_grad),
                 # Symbols on rows, positions on columns: the per-position max and sum run
-                # along long contiguous rows instead of 6400 short ones.
+                # along long contiguous rows instead of T*B short ones.
                 "logits_t": np.empty((V, N), dt),  # logits, then exp, then dL/dlogits
                 "tmp": np.empty((B, H), dt),  # h W_hh in the forward recurrence
                 "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
