@@ -245,7 +245,7 @@ class CharRNN:
             lo = t - t % C
             if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: their tanh'
                 g = tanh_grad[: t - lo + 1]  # (steps, B, H)
-                np.multiply(hs[lo + 1 : t + 2], hs[lo + 1 : t + 2], out=g)
+                np.square(hs[lo + 1 : t + 2], out=g)
                 np.subtract(1, g, out=g)  # 1 - h^2
             dz_t = dz_steps[t]  # (B, H)
             if t < T - 1:
