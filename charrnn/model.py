@@ -269,8 +269,7 @@ class CharRNN:
         """One time step for sampling: ids (B,), h (B, H) -> logits (B, V), new h (B, H)."""
         p = self.params
         a = h @ p["W_hh"]  # (B, H)
-        a += p["W_xh"][ids]
-        a += p["b_h"]
+        a += p["W_xh"][ids] + p["b_h"]  # rounded as in the training forward and in sampling
         np.tanh(a, out=a)
         logits = a @ p["W_hy"]  # (B, V)
         logits += p["b_y"]

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from charrnn.checkpoint import Run
 from charrnn.errors import CharRNNError, ConfigError, VocabError
-from charrnn.sample import Sampler, check_sampling, feed
+from charrnn.sample import Sampler, Streams, check_sampling
 
 HELP = [
     (":temp F", "temperature, 0 is greedy"),
@@ -43,21 +43,26 @@ class Repl:
         self.model, self.vocab, self.console = run.model, run.vocab, console
         self.length = length
         self.sampler = Sampler(temperature, top_k, top_p, seed)
-        self.h: np.ndarray | None = None
-        self.logits: np.ndarray | None = None
+        self.streams: Streams | None = None  # the conversation so far; None before it starts
+
+    @property
+    def h(self) -> np.ndarray | None:
+        """The hidden state the conversation has reached, (1, H)."""
+        return None if self.streams is None else self.streams.h
 
     def reset(self) -> None:
-        self.h, self.logits = None, None
+        self.streams = None
 
     def feed_text(self, text: str) -> None:
         """Run the user's text through the model after the conversation so far."""
         ids = self.vocab.encode(text)
-        h = self.h if self.h is not None else self.model.zero_state(1)
-        self.logits, self.h = feed(self.model, ids, h)
+        if self.streams is None:
+            self.streams = Streams(self.model, self.model.zero_state(1))
+        self.streams.feed(ids)
 
     def generate(self) -> None:
         """Stream `length` symbols; Ctrl-C stops early and keeps the state reached."""
-        if self.logits is None:
+        if self.streams is None:
             start = "\n" if "\n" in self.vocab else self.vocab.symbols[0]
             self.feed_text(start)
         out = sys.stdout
@@ -72,10 +77,10 @@ class Repl:
             for _ in range(self.length):
                 if stopped:
                     break
-                ids = self.sampler.draw(self.logits)
+                ids = self.sampler.draw(self.streams.logits)
                 out.write(self.vocab.symbols[ids[0]])
                 out.flush()
-                self.logits, self.h = self.model.step(ids, self.h)
+                self.streams.push(ids)
         finally:
             signal.signal(signal.SIGINT, previous)
         out.write("\n")

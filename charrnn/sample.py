@@ -36,23 +36,29 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
 
     def weights(self, logits: np.ndarray) -> np.ndarray:
-        """Unnormalised probabilities after temperature, top-k and top-p, (N, V) float64:
-        drawing needs no normalisation, which saves two passes a step."""
-        z = np.asarray(logits, np.float64) / self.temperature
-        if self.top_k is not None and self.top_k < z.shape[1]:
-            kth = np.partition(z, -self.top_k, axis=1)[:, -self.top_k, None]
-            z = np.where(z >= kth, z, -np.inf)
-        z -= z.max(axis=1, keepdims=True)
-        w = np.exp(z)
+        """Unnormalised probabilities after temperature, top-k and top-p, (N, V) float64."""
+        return self._weights_t(logits).T
+
+    def _weights_t(self, logits: np.ndarray) -> np.ndarray:
+        """`weights` with symbols on rows, (V, N): each pass runs across all N rows at once
+        instead of N rows of V, and drawing needs no normalisation."""
+        z = np.array(np.asarray(logits).T, np.float64)  # (V, N)
+        if self.temperature != 1:
+            z /= self.temperature
+        if self.top_k is not None and self.top_k < len(z):
+            kth = np.partition(z, -self.top_k, axis=0)[-self.top_k]  # (N,)
+            z[z < kth] = -np.inf
+        z -= z.max(axis=0)
+        w = np.exp(z, out=z)
         if self.top_p is not None and self.top_p < 1:
-            p = w / w.sum(axis=1, keepdims=True)
-            order = np.argsort(-p, axis=1)
-            sorted_p = np.take_along_axis(p, order, axis=1)
+            p = w / w.sum(axis=0)
+            order = np.argsort(-p, axis=0)
+            sorted_p = np.take_along_axis(p, order, axis=0)
             # Keep the most likely symbols until their mass first reaches top_p.
-            before = np.cumsum(sorted_p, axis=1) - sorted_p
+            before = np.cumsum(sorted_p, axis=0) - sorted_p
             keep_sorted = before < self.top_p
             keep = np.empty_like(keep_sorted)
-            np.put_along_axis(keep, order, keep_sorted, axis=1)
+            np.put_along_axis(keep, order, keep_sorted, axis=0)
             w = np.where(keep, p, 0.0)
         return w
 
@@ -62,16 +68,59 @@ class Sampler:
         return w / w.sum(axis=1, keepdims=True)
 
     def draw(self, logits: np.ndarray) -> np.ndarray:
-        """One id per row of logits (N, V) -> (N,)."""
+        """One id per row of logits (N, V) -> (N,), by inverse CDF."""
         if self.temperature == 0:
             return np.argmax(logits, axis=1)
-        cdf = np.cumsum(self.weights(logits), axis=1)  # (N, V), unnormalised
-        u = self.rng.random((len(cdf), 1)) * cdf[:, -1:]
-        return np.minimum((cdf <= u).sum(axis=1), cdf.shape[1] - 1)
+        cdf = self._weights_t(logits)  # (V, N), unnormalised
+        np.cumsum(cdf, axis=0, out=cdf)
+        u = self.rng.random(cdf.shape[1])
+        u *= cdf[-1]
+        return np.minimum((cdf <= u).sum(axis=0), len(cdf) - 1)
 
 
-def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler):
-    """Feed the priming text; returns the logits for the first generated symbol and the state."""
+class Streams:
+    """The state h_t of B streams and the logits of h_t, advanced one symbol at a time.
+
+    One GEMM a step: h_t [W_hh | W_hy], (B, H) @ (H, H+V), gives the logits of h_t and h_t's
+    share of the next pre-activation together (the narrow (H, V) product alone runs far below
+    peak); x W_xh + b_h is a row of a table made once.
+    """
+
+    def __init__(self, model: CharRNN, h: np.ndarray) -> None:
+        p = model.params
+        B, H, V = len(h), model.hidden_size, model.vocab_size
+        self.hidden_size = H
+        self.W_cat = np.concatenate([p["W_hh"], p["W_hy"]], axis=1)  # (H, H+V)
+        self.x_table = p["W_xh"] + p["b_h"]  # (V, H)
+        self.b_y = p["b_y"]  # (V,)
+        self.h = np.array(h, model.dtype)  # (B, H)
+        self.out = np.empty((B, H + V), model.dtype)  # h_t [W_hh | W_hy]
+        self.logits = np.empty((B, V), model.dtype)  # the logits of h_t
+        self.a = np.empty((B, H), model.dtype)  # the next pre-activation
+        self._project()
+
+    def _project(self) -> None:
+        np.matmul(self.h, self.W_cat, out=self.out)
+        np.add(self.out[:, self.hidden_size :], self.b_y, out=self.logits)
+
+    def push(self, ids: np.ndarray) -> None:
+        """Feed one symbol to each stream: h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)."""
+        # Ids come from a Vocab or a draw, so they are < V; mode="clip" skips a bounds check
+        # that copies the output. Adding into the contiguous gather, not into the strided
+        # slice of `out`, halves the add.
+        a = np.take(self.x_table, ids, axis=0, out=self.a, mode="clip")  # (B, H)
+        np.add(self.out[:, : self.hidden_size], a, out=a)
+        np.tanh(a, out=self.h)
+        self._project()
+
+    def feed(self, ids: np.ndarray) -> None:
+        """Push the same symbols, one after another, to every stream."""
+        for i in ids:
+            self.push(np.full(len(self.h), i))
+
+
+def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler) -> Streams:
+    """Feed the priming text to `num` fresh streams; their logits give the first symbol."""
     if prime:
         try:
             prime_ids = vocab.encode(prime)
@@ -82,15 +131,16 @@ def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler)
         # one), else from a random symbol; the start symbol itself is not emitted.
         start = vocab.index.get("\n", int(sampler.rng.integers(len(vocab))))
         prime_ids = np.array([start])
-    return feed(model, prime_ids, model.zero_state(num))
+    streams = Streams(model, model.zero_state(num))
+    streams.feed(prime_ids)
+    return streams
 
 
 def feed(model: CharRNN, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run ids through the model from state h (B, H); returns the last logits and state."""
-    logits = None
-    for i in ids:
-        logits, h = model.step(np.full(len(h), i), h)
-    return logits, h
+    streams = Streams(model, h)
+    streams.feed(ids)
+    return streams.logits, streams.h
 
 
 def generate_ids(
@@ -103,11 +153,11 @@ def generate_ids(
 ) -> Iterator[np.ndarray]:
     """Yield `length` arrays of `num` ids: the next symbol of each of `num` streams."""
     sampler = sampler or Sampler()
-    logits, h = _start(model, vocab, prime, num, sampler)
+    streams = _start(model, vocab, prime, num, sampler)
     for _ in range(length):
-        ids = sampler.draw(logits)
+        ids = sampler.draw(streams.logits)
         yield ids
-        logits, h = model.step(ids, h)
+        streams.push(ids)
 
 
 def generate(

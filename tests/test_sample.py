@@ -8,6 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN, ConfigError, Sampler, Vocab, VocabError, generate, generate_many
+from charrnn.sample import Streams
 
 TEXT = "the cat sat on the mat.\nthe dog ate the log!\n"
 LOGITS = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
@@ -200,6 +201,22 @@ def test_generate_many(model, vocab):
     greedy = generate_many(m64, vocab, 3, prime="the ", length=40, temperature=0)
     assert greedy == [greedy_reference(m64, vocab, "the ", 40)] * 3
     assert generate_many(model, vocab, 2, length=0) == ["", ""]
+
+
+def test_streams_follow_model_step(vocab):
+    """The one-GEMM sampling recurrence (h_t [W_hh | W_hy]) gives the logits and states of
+    `CharRNN.step` for every stream, each fed its own symbols."""
+    model = CharRNN(len(vocab), 16, dtype=np.float64, seed=2)
+    rng = np.random.default_rng(2)
+    for p in model.params.values():
+        p += 0.3 * rng.standard_normal(p.shape)
+    h = rng.standard_normal((5, 16))
+    streams = Streams(model, h)
+    for ids in rng.integers(0, len(vocab), (30, 5)):
+        streams.push(ids)
+        logits, h = model.step(ids, h)
+        np.testing.assert_allclose(streams.h, h, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(streams.logits, logits, rtol=1e-12, atol=1e-12)
 
 
 def test_prime_with_unknown_symbols_is_named(model, vocab):
