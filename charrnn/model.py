@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from charrnn import blas
+
 PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 # The backward pass forms tanh' for as many steps at once as fit in this many elements
 # (256 KB of float32): one call per chunk instead of two per step, and the chunk stays in cache.
 TANH_GRAD_CHUNK = 2**16
+# The recurrence runs on one BLAS thread while each step's product has at most this many
+# multiply-adds (B*H*H): waking a second thread per product costs more than it gives there.
+# Step time with one thread against two, B 64: 0.85 at H 128, 1.07 at H 192, 1.03-1.14 at H 256.
+ONE_THREAD_MAX_PRODUCT = 2**20
 
 
 def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
@@ -160,10 +166,11 @@ class CharRNN:
         if hh_keep is not None:
             W_hh = W_hh * np.asarray(hh_keep, self.dtype)
         w["W_hh"] = W_hh  # the backward pass uses the same effective recurrence
-        for t in range(T):
-            np.matmul(hs_steps[t], W_hh, out=tmp)  # (B, H)
-            tmp += hs_steps[t + 1]
-            np.tanh(tmp, out=hs_steps[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
+        with blas.one_thread(B * H * H <= ONE_THREAD_MAX_PRODUCT):
+            for t in range(T):
+                np.matmul(hs_steps[t], W_hh, out=tmp)  # (B, H)
+                tmp += hs_steps[t + 1]
+                np.tanh(tmp, out=hs_steps[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
         h_flat = hs[1:].reshape(T * B, H)  # (TB, H)
         if keep is not None:
             h_flat = np.multiply(h_flat, keep, out=w["dropped"])  # (TB, H)
@@ -241,18 +248,19 @@ class CharRNN:
         # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2).
         tanh_grad, tanh_grad_steps = w["tanh_grad"], w["tanh_grad_steps"]
         C = len(tanh_grad)
-        for t in range(T - 1, -1, -1):
-            lo = t - t % C
-            if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: their tanh'
-                g = tanh_grad[: t - lo + 1]  # (steps, B, H)
-                np.square(hs[lo + 1 : t + 2], out=g)
-                np.subtract(1, g, out=g)  # 1 - h^2
-            dz_t = dz_steps[t]  # (B, H)
-            if t < T - 1:
-                dz_t += dnext
-            dz_t *= tanh_grad_steps[t - lo]  # dz[t] is now dL/da_t
-            if t > 0 or with_dh0:
-                np.matmul(dz_t, W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
+        with blas.one_thread(B * H * H <= ONE_THREAD_MAX_PRODUCT):
+            for t in range(T - 1, -1, -1):
+                lo = t - t % C
+                if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: their tanh'
+                    g = tanh_grad[: t - lo + 1]  # (steps, B, H)
+                    np.square(hs[lo + 1 : t + 2], out=g)
+                    np.subtract(1, g, out=g)  # 1 - h^2
+                dz_t = dz_steps[t]  # (B, H)
+                if t < T - 1:
+                    dz_t += dnext
+                dz_t *= tanh_grad_steps[t - lo]  # dz[t] is now dL/da_t
+                if t > 0 or with_dh0:
+                    np.matmul(dz_t, W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
         da_flat = dz.reshape(N, H)  # (TB, H)
         grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
         if hh_keep is not None:
