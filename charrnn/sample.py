@@ -10,6 +10,9 @@ from charrnn.errors import ConfigError, VocabError
 from charrnn.model import CharRNN
 from charrnn.vocab import Vocab
 
+# The smallest normal float64: exponential draws are raised to it before their log.
+TINY = np.finfo(np.float64).tiny
+
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Raise ConfigError for settings that have no meaning."""
@@ -37,21 +40,22 @@ class Sampler:
 
     def weights(self, logits: np.ndarray) -> np.ndarray:
         """Unnormalised probabilities after temperature, top-k and top-p, (N, V) float64."""
-        return self._weights_t(logits).T
+        z = self._scores_t(logits)
+        z -= z.max(axis=0)
+        return np.exp(z, out=z).T
 
-    def _weights_t(self, logits: np.ndarray) -> np.ndarray:
-        """`weights` with symbols on rows, (V, N): each pass runs across all N rows at once
-        instead of N rows of V, and drawing needs no normalisation."""
+    def _scores_t(self, logits: np.ndarray) -> np.ndarray:
+        """Scores whose softmax is the distribution drawn from, symbols on rows, (V, N) float64:
+        logits over the temperature, -inf for the symbols top-k and top-p leave out."""
         z = np.array(np.asarray(logits).T, np.float64)  # (V, N)
         if self.temperature != 1:
             z /= self.temperature
         if self.top_k is not None and self.top_k < len(z):
             kth = np.partition(z, -self.top_k, axis=0)[-self.top_k]  # (N,)
             z[z < kth] = -np.inf
-        z -= z.max(axis=0)
-        w = np.exp(z, out=z)
         if self.top_p is not None and self.top_p < 1:
-            p = w / w.sum(axis=0)
+            p = np.exp(z - z.max(axis=0))
+            p /= p.sum(axis=0)
             order = np.argsort(-p, axis=0)
             sorted_p = np.take_along_axis(p, order, axis=0)
             # Keep the most likely symbols until their mass first reaches top_p.
@@ -59,8 +63,8 @@ class Sampler:
             keep_sorted = before < self.top_p
             keep = np.empty_like(keep_sorted)
             np.put_along_axis(keep, order, keep_sorted, axis=0)
-            w = np.where(keep, p, 0.0)
-        return w
+            z[~keep] = -np.inf
+        return z
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         """The distribution each row is drawn from, after temperature, top-k and top-p, (N, V)."""
@@ -68,14 +72,19 @@ class Sampler:
         return w / w.sum(axis=1, keepdims=True)
 
     def draw(self, logits: np.ndarray) -> np.ndarray:
-        """One id per row of logits (N, V) -> (N,), by inverse CDF."""
+        """One id per row of logits (N, V) -> (N,).
+
+        Gumbel-max: argmax of score - ln E with E ~ Exp(1) independent per symbol is distributed
+        exactly as softmax(score), and needs neither exp, nor normalisation, nor a cumulative sum.
+        """
         if self.temperature == 0:
             return np.argmax(logits, axis=1)
-        cdf = self._weights_t(logits)  # (V, N), unnormalised
-        np.cumsum(cdf, axis=0, out=cdf)
-        u = self.rng.random(cdf.shape[1])
-        u *= cdf[-1]
-        return np.minimum((cdf <= u).sum(axis=0), len(cdf) - 1)
+        scores = self._scores_t(logits)  # (V, N)
+        noise = self.rng.standard_exponential(scores.shape)  # (V, N)
+        np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
+        np.log(noise, out=noise)
+        np.subtract(scores, noise, out=noise)
+        return noise.argmax(axis=0)
 
 
 class Streams:

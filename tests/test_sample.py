@@ -168,6 +168,22 @@ def test_top_p_draws_stay_in_nucleus():
     assert set(draws.tolist()) == {0, 1}
 
 
+class ZeroExponentials:
+    """A generator whose exponential draws are all exactly 0, the edge of Exp(1)'s support."""
+
+    def standard_exponential(self, shape):
+        return np.zeros(shape)
+
+
+def test_a_zero_exponential_draw_never_picks_a_left_out_symbol():
+    """E = 0 makes ln E = -inf; a symbol top-k or top-p left out (score -inf) must still lose,
+    and among kept symbols the highest score wins."""
+    logits = np.array([[0.0, 3.0, -1.0, 2.0, 1.0]] * 4)
+    for sampler in (Sampler(1.0, top_k=2), Sampler(1.0, top_p=0.5)):
+        sampler.rng = ZeroExponentials()
+        assert sampler.draw(logits).tolist() == [1, 1, 1, 1]
+
+
 def test_same_seed_same_text_different_seed_different(model, vocab):
     """generate() is reproducible for a seed and differs across seeds."""
     a = "".join(generate(model, vocab, "the", 200, seed=42))
