@@ -145,13 +145,6 @@ def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler)
     return streams
 
 
-def feed(model: CharRNN, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run ids through the model from state h (B, H); returns the last logits and state."""
-    streams = Streams(model, h)
-    streams.feed(ids)
-    return streams.logits, streams.h
-
-
 def generate_ids(
     model: CharRNN,
     vocab: Vocab,

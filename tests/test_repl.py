@@ -15,7 +15,7 @@ from rich.console import Console
 
 import charrnn
 from charrnn.repl import Repl
-from charrnn.sample import feed
+from charrnn.sample import Streams
 
 PROMPT = ">>> "
 SETTINGS = re.compile(r"temperature (\S+), length (\d+), top-k (\S+), top-p (\S+)\r\n")
@@ -274,6 +274,6 @@ def test_interrupted_generation_keeps_the_state_of_the_text_shown(loaded, monkey
     repl.generate()
     text = writer.getvalue().removesuffix("\n")
     assert len(text) == stop_after
-    zero = loaded.model.zero_state(1)
-    _, expected_h = feed(loaded.model, loaded.vocab.encode("the" + text), zero)
-    np.testing.assert_array_equal(repl.h, expected_h)
+    expected = Streams(loaded.model, loaded.model.zero_state(1))
+    expected.feed(loaded.vocab.encode("the" + text))
+    np.testing.assert_array_equal(repl.h, expected.h)
