@@ -8,11 +8,20 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN, ConfigError, Sampler, Vocab, VocabError, generate, generate_many
+from charrnn import sample as sample_module
 from charrnn.sample import Streams
 
 TEXT = "the cat sat on the mat.\nthe dog ate the log!\n"
 LOGITS = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
 CHI2_999_5DOF = 20.515  # the 0.999 quantile of chi-square with 5 degrees of freedom
+
+
+@pytest.fixture(params=["gumbel-max", "inverse-cdf"])
+def draw_method(request, monkeypatch):
+    """Run a drawing test through each of Sampler.draw's two methods, whatever its size."""
+    monkeypatch.setattr(
+        sample_module, "GUMBEL_MAX_DRAWS", 2**62 if request.param == "gumbel-max" else 0
+    )
 
 
 def softmax(z):
@@ -88,7 +97,7 @@ def test_draw_temperature_zero_rows():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
-def test_frequencies_match_softmax(temperature):
+def test_frequencies_match_softmax(temperature, draw_method):
     """200,000 draws match softmax(logits / T) by chi-square; a wrong T is rejected."""
     n = 200_000
     draws = Sampler(temperature, seed=12345).draw(np.tile(LOGITS, (n, 1)))
@@ -97,7 +106,7 @@ def test_frequencies_match_softmax(temperature):
     assert chi_square(draws, softmax(LOGITS / (1.1 * temperature))) > CHI2_999_5DOF
 
 
-def test_frequencies_match_softmax_on_model_logits(model, vocab):
+def test_frequencies_match_softmax_on_model_logits(model, vocab, draw_method):
     """Draws from a real model's step logits match their softmax."""
     logits, _ = model.step(np.array([vocab.index["t"]]), model.zero_state(1))
     probs = softmax(logits[0].astype(np.float64))
@@ -111,7 +120,7 @@ def test_frequencies_match_softmax_on_model_logits(model, vocab):
     assert stat < chi2_999(cells - 1)
 
 
-def test_top_k_never_emits_outside_top_k():
+def test_top_k_never_emits_outside_top_k(draw_method):
     """With top-k every draw is among the k largest logits, and all k do occur."""
     rng = np.random.default_rng(2)
     logits = rng.standard_normal(20)
@@ -161,7 +170,7 @@ def test_top_p_keeps_smallest_prefix_reaching_p(values, top_p, temperature):
     np.testing.assert_allclose(probs[kept], full[kept] / full[kept].sum(), rtol=1e-9)
 
 
-def test_top_p_draws_stay_in_nucleus():
+def test_top_p_draws_stay_in_nucleus(draw_method):
     """Draws under top-p never fall outside the kept set."""
     logits = np.log(np.array([0.4, 0.25, 0.2, 0.1, 0.05]))
     draws = Sampler(1.0, top_p=0.6, seed=1).draw(np.tile(logits, (10_000, 1)))
