@@ -44,9 +44,13 @@ class Sampler:
 
     def weights(self, logits: np.ndarray) -> np.ndarray:
         """Unnormalised probabilities after temperature, top-k and top-p, (N, V) float64."""
+        return self._weights_t(logits).T
+
+    def _weights_t(self, logits: np.ndarray) -> np.ndarray:
+        """`weights` with symbols on rows, (V, N)."""
         z = self._scores_t(logits)
         z -= z.max(axis=0)
-        return np.exp(z, out=z).T
+        return np.exp(z, out=z)
 
     def _scores_t(self, logits: np.ndarray) -> np.ndarray:
         """Scores whose softmax is the distribution drawn from, symbols on rows, (V, N) float64:
@@ -84,16 +88,15 @@ class Sampler:
         """
         if self.temperature == 0:
             return np.argmax(logits, axis=1)
-        scores = self._scores_t(logits)  # (V, N)
-        if scores.size <= GUMBEL_MAX_DRAWS:
-            scores = scores.T  # (N, V)
+        if np.size(logits) <= GUMBEL_MAX_DRAWS:
+            scores = self._scores_t(logits).T  # (N, V)
             noise = self.rng.standard_exponential(scores.shape)  # (N, V)
             np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
             np.log(noise, out=noise)
             np.subtract(scores, noise, out=noise)
             return noise.argmax(axis=1)  # along contiguous rows: across them is a strided crawl
-        scores -= scores.max(axis=0)
-        cdf = np.cumsum(np.exp(scores, out=scores), axis=0, out=scores)  # (V, N), unnormalised
+        cdf = self._weights_t(logits)  # (V, N), unnormalised
+        np.cumsum(cdf, axis=0, out=cdf)
         u = self.rng.random(cdf.shape[1])
         u *= cdf[-1]
         return np.minimum((cdf <= u).sum(axis=0), len(cdf) - 1)
