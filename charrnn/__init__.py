@@ -10,6 +10,7 @@ from charrnn.errors import (
     ConfigError,
     CorpusError,
     DivergenceError,
+    RunInUseError,
     VocabError,
 )
 from charrnn.model import CharRNN
@@ -25,6 +26,7 @@ __all__ = [
     "CorpusError",
     "DivergenceError",
     "Run",
+    "RunInUseError",
     "Sampler",
     "TextFile",
     "TrainConfig",

@@ -75,12 +75,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def leftover_temp_files(run_dir: Path) -> list[Path]:
-    """Temporary files of atomic writes whose process was killed before the rename."""
-    run_dir = Path(run_dir)
-    return sorted(p for p in run_dir.glob(".*.tmp") if p.is_file()) if run_dir.is_dir() else []
-
-
 def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Atomically write arrays and metadata (as UTF-8 JSON bytes) to one uncompressed .npz."""
     buffer = io.BytesIO()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import functools
 import math
 import os
 import re
@@ -205,11 +208,19 @@ DEFAULT_MINUTES = 3.0
 RESUMABLE = {"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"}
 
 
+class PipeConsole(Console):
+    """rich's Console, except that a closed pipe raises BrokenPipeError instead of exiting
+    with status 1: training saves its checkpoint before it stops."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def console(stderr: bool = False) -> Console:
     """Rich on a terminal (NO_COLOR respected by rich); unwrapped plain lines elsewhere."""
-    out = Console(stderr=stderr, highlight=False)
+    out = PipeConsole(stderr=stderr, highlight=False)
     if not out.is_terminal:
-        out = Console(stderr=stderr, highlight=False, soft_wrap=True, width=max(out.width, 120))
+        out = PipeConsole(stderr=stderr, highlight=False, soft_wrap=True, width=max(out.width, 120))
     return out
 
 
@@ -217,10 +228,12 @@ def console(stderr: bool = False) -> Console:
 
 
 class StopFlag:
-    """SIGINT/SIGTERM ask the trainer to save and stop; a second SIGINT interrupts at once."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal went away) ask the trainer to save and stop, and
+    so does a log that can no longer be written; a second SIGINT interrupts at once."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # the signal that asked, if one did
 
     def __call__(self) -> bool:
         return self.requested
@@ -228,19 +241,47 @@ class StopFlag:
     def install(self) -> None:
         def handler(signum, frame):
             self.requested = True
+            self.signum = self.signum or signum
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, handler)
+
+
+def _log_guard(method):
+    """A write of the log that fails (a closed pipe, a full disk, a terminal gone) asks the
+    trainer to save and stop, instead of raising out of the training loop; nothing more is
+    shown after it."""
+
+    @functools.wraps(method)
+    def guarded(self, *args) -> None:
+        if self.log_error is None:
+            try:
+                method(self, *args)
+            except OSError as exc:
+                self.log_error = exc
+                if self.stop_flag is not None:
+                    self.stop_flag.requested = True
+
+    return guarded
 
 
 class RichObserver(training.Observer):
     """Progress bar, evaluation lines and samples on a terminal; plain lines elsewhere."""
 
     def __init__(
-        self, out: Console, total_steps: int | None, minutes: float | None, eval_every: int
+        self,
+        out: Console,
+        total_steps: int | None,
+        minutes: float | None,
+        eval_every: int,
+        stop: StopFlag | None = None,
     ):
         self.out = out
+        self.stop_flag = stop
+        self.log_error: OSError | None = None  # the write that failed; nothing is shown after it
         self.total_steps, self.minutes = total_steps, minutes
         self.log_every = max(1, eval_every // 5)
         self.progress: Progress | None = None
@@ -249,6 +290,7 @@ class RichObserver(training.Observer):
         self.encoding: Progress | None = None  # the corpus encoding bar, on a terminal
         self.encoding_task, self.encoding_what, self.encoding_logged = None, None, None
 
+    @_log_guard
     def on_encode(self, what: str, done: int, total: int) -> None:
         if total <= corpus.CHUNK_BYTES:  # one chunk: over before anyone could read a bar
             return
@@ -276,6 +318,7 @@ class RichObserver(training.Observer):
                 self.encoding_logged = (what, tenth)
                 self.out.print(f"{what} corpus: {done / 2**20:,.0f} of {total / 2**20:,.0f} MiB")
 
+    @_log_guard
     def on_start(self, info: dict) -> None:
         if self.encoding is not None:
             self.encoding.stop()
@@ -309,6 +352,7 @@ class RichObserver(training.Observer):
             )
             self.progress.start()
 
+    @_log_guard
     def on_step(self, s: training.StepStats) -> None:
         if self.progress is not None:
             done = s.step if self.total_steps else s.elapsed
@@ -326,6 +370,7 @@ class RichObserver(training.Observer):
                 f"{s.chars_per_sec:,.0f} chars/s  lr {s.lr:.2e}  elapsed {s.elapsed:.1f}s"
             )
 
+    @_log_guard
     def on_eval(self, record: dict, text: str) -> None:
         line = f"eval at step {record['step']:,}:"
         if record.get("train_loss") is not None:
@@ -345,6 +390,7 @@ class RichObserver(training.Observer):
             else:
                 target.print("sample: " + text.replace("\n", "\n        "), markup=False)
 
+    @_log_guard
     def stop(self) -> None:
         for bar in (self.encoding, self.progress):
             if bar is not None:
@@ -421,7 +467,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     stop = StopFlag()
     stop.install()
-    observer = RichObserver(out, config.steps, config.minutes, config.eval_every)
+    observer = RichObserver(out, config.steps, config.minutes, config.eval_every, stop)
     if fresh:  # runs/latest moves only once the text and options have proved usable
         observer.started = link_latest
     try:
@@ -441,6 +487,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     finally:
         observer.stop()
+    if observer.log_error is not None:
+        return _log_failed(observer.log_error, result)
+    try:
+        return _report(out, result, stop)
+    except OSError as exc:
+        return _log_failed(exc, result)
+
+
+def _report(out: Console, result: training.TrainResult, stop: StopFlag) -> int:
+    """The closing table and what to do next; the exit code (128 + signal after a stop)."""
+    run_dir = result.run_dir
     table = Table(title=escape(f"run {result.run_dir}"), title_justify="left")
     for name in (
         "steps",
@@ -479,9 +536,33 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"Resume with: charrnn train --resume {shlex.quote(str(run_dir))}",
             markup=False,
         )
-        return 130
+        return 128 + (stop.signum or signal.SIGINT)
     out.print(f"sample from it with: charrnn sample {shlex.quote(str(run_dir))}", markup=False)
     return 0
+
+
+def _log_failed(exc: OSError, result: training.TrainResult) -> int:
+    """Training stopped (or ended) with its log unwritable: the checkpoint is saved; say so on
+    stderr while that still works, exit 2."""
+    silence_stdout()
+    line = (
+        f"charrnn: error: cannot write the log ({exc.strerror or exc}); training stopped at step "
+        f"{result.step:,} with a checkpoint in {result.run_dir}"
+    )
+    if result.interrupted:
+        line += f"; resume with: charrnn train --resume {shlex.quote(str(result.run_dir))}"
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+    return 2
+
+
+def silence_stdout() -> None:
+    """Point stdout at the null device, so that what is still buffered for an output that
+    failed (a closed pipe, a full disk) does not fail again at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 # ---- sample, repl, eval, info, corpora --------------------------------------------------------
@@ -613,9 +694,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as other Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence_stdout()
         return 0
+    except OSError as exc:  # the output cannot be written: a full disk, a terminal gone (EIO)
+        silence_stdout()
+        where = exc.filename if exc.filename is not None else "the output"
+        with contextlib.suppress(OSError):
+            print(f"charrnn: error: cannot write {where} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
 
 
 def main_exit() -> None:

@@ -23,3 +23,7 @@ class ConfigError(CharRNNError):
 
 class DivergenceError(CharRNNError):
     """Training produced a non-finite loss or gradient."""
+
+
+class RunInUseError(CheckpointError):
+    """Another charrnn process is training in the run directory: one writer at a time."""

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint
+from charrnn import checkpoint, rundir
 from charrnn.batches import Streams
 from charrnn.corpus import (
-    CACHE_IDS,
-    CACHE_META,
     EncodedText,
     TextFile,
     encode_file,
@@ -39,7 +37,6 @@ from charrnn.vocab import UNITS, Vocab
 LN2 = math.log(2)
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
-RUN_FILES = ("latest.npz", "best.npz", "config.json", "metrics.jsonl")  # what makes a run
 RESUMABLE = frozenset({"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"})
 SCHEDULES = ("cosine", "constant")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
@@ -210,10 +207,16 @@ def train(
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
     KeyboardInterrupt instead: there is nothing to save yet). A non-finite loss or gradient raises
-    DivergenceError and leaves the last good checkpoints on disk.
+    DivergenceError and leaves the last good checkpoints on disk. The run directory is locked
+    for the whole call: a second writer gets RunInUseError (see `rundir`).
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # finiteness is checked
-        return _train(text, config, Path(run_dir), source, resume, observer, stop)
+    config.check()
+    run_dir = Path(run_dir)
+    with (
+        rundir.claim(run_dir, new=not resume),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # finiteness is checked
+    ):
+        return _train(text, config, run_dir, source, resume, observer, stop)
 
 
 def _train(
@@ -227,21 +230,19 @@ def _train(
 ) -> TrainResult:
     observer = observer or Observer()
     stop = stop or (lambda: False)
-    config.check()
 
     # 1. Where we start from: a fresh model, or everything the last checkpoint holds; and the
-    # text as ids. A new run directory that ends up unused is removed again.
+    # text as ids. A new run whose text proves unusable leaves nothing behind.
     state = _load_training_state(run_dir) if resume else None
     if state is not None:
         _check_same_training(config, state["meta"].get("train"), run_dir)
-    created = _prepare_new_run_dir(run_dir) if state is None else False
     try:
         encoded = _encode(text, config.unit, run_dir, state, observer, stop)
         train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
         streams = Streams(train_ids, config.batch, config.seq_len)
     except (CharRNNError, KeyboardInterrupt):
         if state is None:
-            _discard_new_run_dir(run_dir, created)
+            rundir.discard_cache(run_dir)
         raise
     vocab, ids, digest = encoded.vocab, encoded.ids, encoded.digest
     model = CharRNN(len(vocab), config.hidden, seed=config.seed)
@@ -520,31 +521,6 @@ def _done(config: TrainConfig, step: int, elapsed: float) -> bool:
     return config.minutes is not None and elapsed >= config.minutes * 60
 
 
-def _prepare_new_run_dir(run_dir: Path) -> bool:
-    """Make sure run_dir exists and is empty; True if this call created it."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: exists and is not a directory")
-    if run_dir.is_dir():
-        if any((run_dir / name).exists() for name in RUN_FILES):
-            raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
-        for leftover in checkpoint.leftover_temp_files(run_dir):
-            leftover.unlink(missing_ok=True)  # killed before its first checkpoint: start anew
-        return False
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise CheckpointError(f"cannot create {run_dir} ({exc.strerror or exc})") from None
-    return True
-
-
-def _discard_new_run_dir(run_dir: Path, created: bool) -> None:
-    """Undo `_prepare_new_run_dir` after the text proved unusable: no half-made run is left."""
-    for name in (CACHE_IDS, CACHE_META):
-        (run_dir / name).unlink(missing_ok=True)
-    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-
-
 def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     """The TrainConfig and corpus description of an existing run, from its latest.npz."""
     meta = checkpoint.read_meta(checkpoint.checkpoint_path(run_dir, "latest"))
@@ -567,8 +543,6 @@ def _load_training_state(run_dir: Path) -> dict:
             raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
     if "state/h" not in arrays:
         raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
-    for leftover in checkpoint.leftover_temp_files(run_dir):
-        leftover.unlink(missing_ok=True)  # a write cut short when a process was killed
     if isinstance(meta.get("history"), list):
         history = [r for r in meta["history"] if isinstance(r, dict) and "step" in r]
         return {"meta": meta, "arrays": arrays, "history": history}

@@ -1,0 +1,143 @@
+"""A run directory's life: one writer at a time, and charrnn deletes only files it made there.
+
+`claim` holds an exclusive OS lock (`fcntl.flock` on `.charrnn.lock` inside the directory) for
+as long as a training process writes it. The kernel drops the lock with the process, even on
+SIGKILL, so a killed run never leaves the directory locked. Where `fcntl` does not exist
+(Windows) no lock is taken; on NFS, Linux emulates flock with POSIX byte-range locks.
+Readers (sample, eval, info, repl) take no lock: every file is published by an atomic rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from charrnn.corpus import CACHE_IDS, CACHE_META
+from charrnn.errors import CheckpointError, RunInUseError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None
+
+LOCK_NAME = ".charrnn.lock"
+RUN_FILES = ("latest.npz", "best.npz", "config.json", "metrics.jsonl")  # what makes a run
+CACHE_FILES = (CACHE_IDS, CACHE_META)
+# The temporary files of charrnn's own atomic writes in a run directory: "." + the target's
+# name + "." + mkstemp's random letters + ".tmp" (the id cache's is ".corpus.<random>.tmp").
+OWN_TEMP = re.compile(
+    r"\.(?:latest\.npz|best\.npz|config\.json|metrics\.jsonl|corpus\.json|corpus)"
+    r"\.[A-Za-z0-9_]+\.tmp"
+)
+
+
+def own_temp_files(run_dir: Path) -> list[Path]:
+    """Temporary files of charrnn's atomic writes whose process died before the rename."""
+    return sorted(p for p in run_dir.iterdir() if OWN_TEMP.fullmatch(p.name) and p.is_file())
+
+
+def _lock(run_dir: Path) -> int | None:
+    """Take the directory's lock; the open descriptor holds it (None where there is no flock)."""
+    if fcntl is None:
+        return None
+    path = run_dir / LOCK_NAME
+    for _ in range(100):  # a holder may unlink the file between our open and our flock
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            raise CheckpointError(f"{run_dir}: no such run directory") from None
+        except OSError as exc:
+            raise CheckpointError(f"cannot lock {run_dir} ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            holder = f"pid {pid}" if pid.isdigit() else "pid unknown"
+            raise RunInUseError(
+                f"{run_dir}: in use by another charrnn process ({holder}); one training "
+                "writes a run directory at a time"
+            ) from None
+        except OSError as exc:  # a file system without locks: say so rather than risk it
+            os.close(fd)
+            raise CheckpointError(f"cannot lock {run_dir} ({exc.strerror or exc})") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # we locked a file its last holder had already unlinked: take the new one
+    raise CheckpointError(f"cannot lock {run_dir}: its lock file keeps changing")
+
+
+def _unlock(run_dir: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / LOCK_NAME).unlink()  # still ours: we hold the lock
+    os.close(fd)
+
+
+def _refuse_unless_empty(run_dir: Path) -> None:
+    """A new run needs a directory with nothing of anyone else's in it (as `git clone`)."""
+    if any((run_dir / name).exists() for name in RUN_FILES):
+        raise CheckpointError(f"{run_dir}: already holds a run; pass --resume to continue it")
+    ours = {LOCK_NAME, *CACHE_FILES}
+    foreign = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in run_dir.iterdir()
+        if p.name not in ours and not OWN_TEMP.fullmatch(p.name)
+    )
+    if foreign:
+        more = len(foreign) - 5
+        shown = ", ".join(foreign[:5]) + (f" and {more} more" if more > 0 else "")
+        raise CheckpointError(
+            f"{run_dir}: is not empty (holds {shown}); give --out a new or empty directory"
+        )
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path, new: bool) -> Iterator[None]:
+    """Be the one writer of run_dir while the block runs: for a new run (made if missing, else
+    it must be empty) or to resume one. Leftover temporary files of charrnn's own writes are
+    removed once the lock is held; a directory this call made and nothing filled is removed."""
+    created = False
+    if new:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise CheckpointError(f"{run_dir}: exists and is not a directory")
+        if run_dir.is_dir():  # checked before locking, so a run being resumed is not disturbed
+            _refuse_unless_empty(run_dir)
+        else:
+            try:
+                run_dir.mkdir(parents=True)
+                created = True
+            except FileExistsError:
+                pass  # made at this moment by a rival: the lock decides
+            except OSError as exc:
+                raise CheckpointError(f"cannot create {run_dir} ({exc.strerror or exc})") from None
+    elif not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    fd = _lock(run_dir)
+    try:
+        if new:
+            _refuse_unless_empty(run_dir)  # again, now that no rival can change it
+        for leftover in own_temp_files(run_dir):
+            leftover.unlink(missing_ok=True)  # a write cut short when its process was killed
+        yield
+    finally:
+        _unlock(run_dir, fd)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if nothing was written: a failed start leaves no trace
+
+
+def discard_cache(run_dir: Path) -> None:
+    """Remove the corpus id cache of a new run whose text proved unusable."""
+    for name in CACHE_FILES:
+        (run_dir / name).unlink(missing_ok=True)
