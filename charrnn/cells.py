@@ -87,6 +87,18 @@ class _Cell:
             raise RuntimeError(f"backward without a forward of shape (T, B) = {(T, B)}")
         return dhs, w, np.ascontiguousarray(w["W_hh"].T)  # W_hh^T: (G*H, H)
 
+    def step(
+        self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One step for sampling, the plain reference: xw_t (B, G*H) scaled by x_scale,
+        state (S, B, H) -> the next state (S, B, H)."""
+        gh = state[0] @ W_hh  # (B, G*H)
+        if self.x_scale is not None:
+            gh *= self.x_scale  # exact: the same numbers as forward's product with W_hh scaled
+        new = np.array(state, self.dtype)
+        self.update(np.array(xw_t, self.dtype), gh, new, b_hn)
+        return new
+
     def _one_thread(self, B: int):
         """One BLAS thread for the loops when each step's product is small."""
         H = self.hidden_size
@@ -146,13 +158,11 @@ class RNNCell(_Cell):
         dstate0 = dnext[None].copy() if with_dstate0 else None  # (1, B, H)
         return dxw, dW_hh, dstate0, {}
 
-    def step(
-        self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: None = None
-    ) -> np.ndarray:
-        """One step for sampling: xw_t (B, H), state (1, B, H) -> new state (1, B, H)."""
-        a = state[0] @ W_hh  # (B, H)
-        a += xw_t
-        return np.tanh(a, out=a)[None]
+    def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
+        """One step in place from both parts of the pre-activation: xw_t (B, H), overwritten,
+        and gh = h W_hh (B, H); state (1, B, H) becomes the next state."""
+        xw_t += gh
+        np.tanh(xw_t, out=state[0])
 
 
 class LSTMCell(_Cell):
@@ -171,6 +181,9 @@ class LSTMCell(_Cell):
         H = self.hidden_size
         self.x_scale = np.full(4 * H, 0.5, self.dtype)  # (4H,)
         self.x_scale[2 * H : 3 * H] = 1
+        # tanh -> gate: (1 + t) / 2 on the sigmoid blocks, t itself on g, as one multiply-add
+        self._half_sigmoid = self.x_scale.copy()
+        self._half_sigmoid_shift = np.where(self.x_scale == 1, 0, 0.5).astype(self.dtype)
 
     def _allocate(self, T: int, B: int, chunk: int) -> dict:
         H, dt = self.hidden_size, self.dtype
@@ -277,20 +290,23 @@ class LSTMCell(_Cell):
         dstate0 = np.stack((dnext, dc_next)) if with_dstate0 else None  # (2, B, H)
         return gates, dW_hh, dstate0, {}
 
-    def step(
-        self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: None = None
-    ) -> np.ndarray:
-        """One step for sampling: xw_t (B, 4H) scaled by x_scale, state (2, B, H) -> new state."""
+    def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
+        """One step in place from both parts of the pre-activation, each scaled by x_scale:
+        xw_t (B, 4H), overwritten, and gh = h (W_hh x_scale) (B, 4H); state (2, B, H) becomes
+        (h', c')."""
         H = self.hidden_size
-        h, c = state  # (B, H) each
-        y = h @ W_hh  # (B, 4H)
-        y *= self.x_scale  # exact: the same numbers as forward's product with the halved W_hh
-        y += xw_t
+        y = xw_t  # (B, 4H)
+        y += gh  # a_i/2, a_f/2, a_g, a_o/2
         np.tanh(y, out=y)
-        s = 0.5 + 0.5 * y  # (B, 4H): i, f, o = (1 + tanh(a/2)) / 2
-        i, f, g, o = s[:, :H], s[:, H : 2 * H], y[:, 2 * H : 3 * H], s[:, 3 * H :]
-        c_new = f * c + i * g  # (B, H)
-        return np.stack((o * np.tanh(c_new), c_new))
+        y *= self._half_sigmoid  # i, f, o: tanh/2; g: tanh
+        y += self._half_sigmoid_shift  # i, f, o = (1 + tanh(a/2)) / 2
+        i, f, g, o = y[:, :H], y[:, H : 2 * H], y[:, 2 * H : 3 * H], y[:, 3 * H :]
+        h, c = state  # (B, H) each
+        c *= f
+        np.multiply(i, g, out=h)
+        c += h  # c' = f c + i g
+        np.tanh(c, out=h)
+        h *= o  # h' = o tanh(c')
 
 
 class GRUCell(_Cell):
@@ -409,19 +425,27 @@ class GRUCell(_Cell):
         dstate0 = dnext[None].copy() if with_dstate0 else None  # (1, B, H)
         return gates, dW_hh, dstate0, {"b_hn": db_hn}
 
-    def step(
-        self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: np.ndarray | None = None
-    ) -> np.ndarray:
-        """One step for sampling: xw_t (B, 3H) scaled by x_scale, state (1, B, H) -> new state."""
+    def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
+        """One step in place from both parts of the pre-activation, each scaled by x_scale:
+        xw_t (B, 3H), overwritten, and gh = h (W_hh x_scale) (B, 3H), overwritten;
+        state (1, B, H) becomes h'."""
         H = self.hidden_size
-        h = state[0]  # (B, H)
-        a = h @ W_hh  # (B, 3H)
-        a *= self.x_scale  # exact: the same numbers as forward's product with the halved W_hh
-        rz = 0.5 + 0.5 * np.tanh(xw_t[:, : 2 * H] + a[:, : 2 * H])  # (B, 2H)
+        rz, n = xw_t[:, : 2 * H], xw_t[:, 2 * H :]  # (B, 2H), (B, H)
+        rz += gh[:, : 2 * H]  # a_r/2, a_z/2
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5  # r, z = (1 + tanh(a/2)) / 2
         r, z = rz[:, :H], rz[:, H:]
-        hn = a[:, 2 * H :] if b_hn is None else a[:, 2 * H :] + b_hn  # (B, H)
-        n = np.tanh(xw_t[:, 2 * H :] + r * hn)
-        return (n + z * (h - n))[None]
+        hn = gh[:, 2 * H :]  # (B, H)
+        if b_hn is not None:
+            hn += b_hn  # h W_hn + b_hn
+        hn *= r
+        n += hn
+        np.tanh(n, out=n)  # n = tanh(xw_n + r (h W_hn + b_hn))
+        h = state[0]  # (B, H)
+        h -= n
+        h *= z
+        h += n  # h' = n + z (h - n)
 
 
 CELLS: dict[str, type[RNNCell] | type[LSTMCell] | type[GRUCell]] = {

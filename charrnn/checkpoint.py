@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from charrnn.cells import CELLS
 from charrnn.errors import CheckpointError, VocabError
-from charrnn.model import PARAM_NAMES, CharRNN, param_shapes
+from charrnn.model import MAX_LAYERS, CharRNN, param_shapes
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: cells and layers (model.cell, model.layers, state (L, S, B, H))
+READABLE_VERSIONS = (1, 2)  # 1: charrnn 0.1, a one-layer vanilla RNN with state (B, H)
 MAX_HIDDEN = 16384
 MAX_VOCAB = 1_114_112  # every Unicode code point
 META_KEY = "meta"
@@ -207,7 +209,8 @@ def read_meta(path: Path) -> dict:
 
 
 def validate_meta(meta: object, path: Path) -> None:
-    """Check the fields every reader relies on, with one clear message for the first wrong one."""
+    """Check the fields every reader relies on, with one clear message for the first wrong one;
+    a version-1 (0.1) model gains `layers: 1`, so readers see one layout."""
 
     def fail(what: str) -> None:
         raise CheckpointError(f"{path}: {what}")
@@ -215,13 +218,18 @@ def validate_meta(meta: object, path: Path) -> None:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fail("not a charrnn checkpoint")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        fail(f"checkpoint format version {version!r}; this charrnn reads version {FORMAT_VERSION}")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        fail(f"checkpoint format version {version!r}; this charrnn reads versions {readable}")
     model = meta.get("model")
     if not isinstance(model, dict):
         fail("metadata has no 'model' object")
-    if model.get("cell") != CharRNN.cell:
-        fail(f"unknown cell {model.get('cell')!r}")
+    cell = model.get("cell")
+    if not isinstance(cell, str) or cell not in (CELLS if version >= 2 else ("rnn",)):
+        fail(f"unknown cell {cell!r}")
+    layers = model.setdefault("layers", 1) if version == 1 else model.get("layers")
+    if type(layers) is not int or not 1 <= layers <= MAX_LAYERS:
+        fail(f"model layers must be an integer from 1 to {MAX_LAYERS}, got {layers!r}")
     for key, limit in (("hidden_size", MAX_HIDDEN), ("vocab_size", MAX_VOCAB)):
         value = model.get(key)
         if type(value) is not int or not 1 <= value <= limit:
@@ -274,7 +282,7 @@ def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
 def model_arrays_expected(meta: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     m = meta["model"]
     dtype = np.dtype(m["dtype"])
-    shapes = param_shapes(m["vocab_size"], m["hidden_size"])
+    shapes = param_shapes(m["vocab_size"], m["hidden_size"], m["cell"], m["layers"])
     return {f"param/{k}": (shape, dtype) for k, shape in shapes.items()}
 
 
@@ -295,5 +303,6 @@ def load(path: str | os.PathLike, which: str = "best") -> Run:
             )
         if not np.isfinite(array).all():
             raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
-    model = CharRNN.from_params({k: arrays[f"param/{k}"] for k in PARAM_NAMES})
+    params = {name.removeprefix("param/"): arrays[name] for name in expected}
+    model = CharRNN.from_params(params, meta["model"]["cell"])
     return Run(model, Vocab.from_json(meta["vocab"]), meta, file)

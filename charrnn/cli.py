@@ -33,7 +33,9 @@ from rich.progress import (
 from rich.table import Table
 
 from charrnn import __version__, checkpoint, corpus, sample, training
+from charrnn.cells import CELLS
 from charrnn.errors import CharRNNError, ConfigError
+from charrnn.model import MAX_LAYERS
 from charrnn.optim import OPTIMIZERS
 from charrnn.vocab import UNITS
 
@@ -99,6 +101,10 @@ def build_parser() -> Parser:
     p.add_argument(
         "--hidden", type=int_range(1, checkpoint.MAX_HIDDEN), help=f"hidden units ({d.hidden})"
     )
+    p.add_argument("--cell", choices=list(CELLS), help=f"recurrent cell ({d.cell})")
+    p.add_argument(
+        "--layers", type=int_range(1, MAX_LAYERS), help=f"stacked recurrent layers ({d.layers})"
+    )
     p.add_argument(
         "--seq-len", type=int_range(1, 100_000), help=f"BPTT chunk length T ({d.seq_len})"
     )
@@ -115,7 +121,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--dropout",
         type=float_range(0, 1, high_open=True),
-        help=f"share of hidden units dropped before the output layer ({d.dropout})",
+        help=f"share of each layer's units dropped on their way up ({d.dropout})",
     )
     p.add_argument(
         "--weight-drop",
@@ -328,7 +334,8 @@ class RichObserver(training.Observer):
         self.out.print(
             f"run {info['run_dir']}: {info['train_symbols']:,} training and "
             f"{info['val_symbols']:,} validation symbols, vocab {info['vocab_size']}, "
-            f"{info['params']:,} parameters, hidden {c.hidden}, batch {c.batch} x seq-len "
+            f"{info['params']:,} parameters, {c.cell} {c.layers} x {c.hidden}, batch {c.batch} "
+            f"x seq-len "
             f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
             + (f", resuming at step {info['step']:,}" if info["step"] else ""),
             markup=False,
@@ -642,7 +649,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     unit = meta["vocab"].get("unit")
     table.add_row(
         "model",
-        f"{m['cell']} hidden {m['hidden_size']}, vocab {m['vocab_size']} ({unit}), {m['dtype']}",
+        f"{m['cell']} {m['layers']} x {m['hidden_size']} (layers x hidden), vocab "
+        f"{m['vocab_size']} ({unit}), {m['dtype']}",
     )
     table.add_row("parameters", f"{sum(p.size for p in run.model.params.values()):,}")
     table.add_row(

@@ -1,33 +1,48 @@
-"""A vanilla RNN over one-hot symbols, forward and backward by hand in NumPy.
+"""A stack of recurrent layers over one-hot symbols, forward and backward by hand in NumPy.
 
-    h_t = tanh(x_t W_xh + h_{t-1} W_hh + b_h)      p_t = softmax(h_t W_hy + b_y)
+    layer 1:   xw = x_t W_xh + b_h            (a row gather: x_t is one-hot)
+    layer l:   xw = h_t^(l-1) W_xh{l} + b_h{l}  (one GEMM over all T*B rows)
+    each:      h_t^(l) = cell(xw_t, h_{t-1}^(l) W_hh{l}, state)       (see cells.py)
+    output:    p_t = softmax(h_t^(L) W_hy + b_y)
     loss = mean over all positions of -ln p_t[target_t]      (nats per symbol)
 
-Shapes: B streams, T time steps, H hidden units, V symbols. Internally time is the leading
-axis, so the recurrence walks contiguous (B, H) slabs and every other product is one GEMM
-over all T*B rows.
+Shapes: B streams, T time steps, H hidden units, V symbols, L layers, G gate blocks of the
+cell. Internally time is the leading axis, so each recurrence walks contiguous (B, G*H) slabs
+and every other product is one GEMM over all T*B rows; the chunk is run layer by layer, as
+cuDNN does. The recurrent state is one array (L, S, B, H), S = 2 for the LSTM (h, c).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from charrnn import blas
+from charrnn.cells import CELLS
 
-PARAM_NAMES = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
-# The backward pass forms tanh' for as many steps at once as fit in this many elements
-# (256 KB of float32): one call per chunk instead of two per step, and the chunk stays in cache.
-TANH_GRAD_CHUNK = 2**16
-# The recurrence runs on one BLAS thread while each step's product has at most this many
-# multiply-adds (B*H*H): waking a second thread per product costs more than it gives there.
-# Step time with one thread against two, B 64: 0.85 at H 128, 1.07 at H 192, 1.03-1.14 at H 256.
-ONE_THREAD_MAX_PRODUCT = 2**20
+MAX_LAYERS = 8
 
 
-def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
-    """The shape of each parameter for a vocabulary of V symbols and H hidden units."""
-    V, H = vocab_size, hidden_size
-    return {"W_xh": (V, H), "W_hh": (H, H), "b_h": (H,), "W_hy": (H, V), "b_y": (V,)}
+def suffix(layer: int) -> str:
+    """The parameter-name suffix of a 0-based layer: "" for the first, "2", "3", ... above."""
+    return "" if layer == 0 else str(layer + 1)
+
+
+def param_shapes(
+    vocab_size: int, hidden_size: int, cell: str = "rnn", layers: int = 1
+) -> dict[str, tuple[int, ...]]:
+    """The shape of each parameter, by name; the layout maps one to one onto torch.nn.RNN,
+    LSTM and GRU (W_xh{s} = weight_ih_l{l}.T, W_hh{s} = weight_hh_l{l}.T)."""
+    V, H, G = vocab_size, hidden_size, CELLS[cell].gates
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(layers):
+        s = suffix(layer)
+        shapes[f"W_xh{s}"] = (V if layer == 0 else H, G * H)
+        shapes[f"W_hh{s}"] = (H, G * H)
+        shapes[f"b_h{s}"] = (G * H,)
+        if cell == "gru":
+            shapes[f"b_hn{s}"] = (H,)
+    shapes["W_hy"] = (H, V)
+    shapes["b_y"] = (V,)
+    return shapes
 
 
 def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, num_ids: int) -> np.ndarray:
@@ -61,10 +76,15 @@ def dropout_keep(
     return keep
 
 
-class CharRNN:
-    """A vanilla tanh RNN with a softmax output; `params` holds every weight by name."""
+def _orthogonal(rng: np.random.Generator, H: int) -> np.ndarray:
+    """A random orthogonal (H, H) matrix: keeps early gradients from exploding or vanishing."""
+    q, r = np.linalg.qr(rng.standard_normal((H, H)))
+    return q * np.sign(np.diag(r))
 
-    cell = "rnn"
+
+class CharRNN:
+    """L recurrent layers of one cell ("rnn", "lstm" or "gru") with a softmax output;
+    `params` holds every weight by name (see `param_shapes`)."""
 
     def __init__(
         self,
@@ -72,63 +92,77 @@ class CharRNN:
         hidden_size: int,
         seed: int = 0,
         dtype: np.dtype | type = np.float32,
+        cell: str = "rnn",
+        layers: int = 1,
     ) -> None:
         if vocab_size < 1 or hidden_size < 1:
             raise ValueError("vocab_size and hidden_size must be positive")
-        self.vocab_size, self.hidden_size = int(vocab_size), int(hidden_size)
-        self.dtype = np.dtype(dtype)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        if not 1 <= layers <= MAX_LAYERS:
+            raise ValueError(f"layers must be from 1 to {MAX_LAYERS}, got {layers}")
+        V, H = int(vocab_size), int(hidden_size)
         rng = np.random.default_rng(seed)
-        V, H = self.vocab_size, self.hidden_size
         scale = 1.0 / np.sqrt(H)
-        # Orthogonal recurrence keeps early gradients from exploding or vanishing.
-        q, r = np.linalg.qr(rng.standard_normal((H, H)))
-        self.params: dict[str, np.ndarray] = {
-            "W_xh": rng.uniform(-scale, scale, (V, H)),
-            "W_hh": q * np.sign(np.diag(r)),
-            "b_h": np.zeros(H),
-            "W_hy": rng.uniform(-scale, scale, (H, V)),
-            "b_y": np.zeros(V),
-        }
-        self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
-        self._work: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        G = CELLS[cell].gates
+        params: dict[str, np.ndarray] = {}
+        for layer in range(layers):
+            s = suffix(layer)
+            # Uniform input weights (torch.nn's default), an orthogonal block per gate.
+            params[f"W_xh{s}"] = rng.uniform(-scale, scale, (V if layer == 0 else H, G * H))
+            params[f"W_hh{s}"] = np.concatenate([_orthogonal(rng, H) for _ in range(G)], axis=1)
+            params[f"b_h{s}"] = np.zeros(G * H)
+            if cell == "lstm":
+                params[f"b_h{s}"][H : 2 * H] = 1.0  # forget gate open at first: memory by default
+            if cell == "gru":
+                params[f"b_hn{s}"] = np.zeros(H)
+        params["W_hy"] = rng.uniform(-scale, scale, (H, V))
+        params["b_y"] = np.zeros(V)
+        self._setup({k: v.astype(dtype) for k, v in params.items()}, cell, layers)
 
     @classmethod
-    def from_params(cls, params: dict[str, np.ndarray]) -> CharRNN:
+    def from_params(cls, params: dict[str, np.ndarray], cell: str | None = None) -> CharRNN:
         """A model holding the given weights (shapes as `param_shapes`), without drawing a
-        random initialisation first (a QR of H x H is slow for large H)."""
+        random initialisation first (a QR of H x H is slow for large H). The cell and depth
+        follow from the names and shapes unless `cell` is given."""
+        H = params["W_hy"].shape[0]
+        layers = sum(1 for name in params if name.startswith("W_hh"))
+        if cell is None:
+            cell = {1: "rnn", 3: "gru", 4: "lstm"}.get(params["W_hh"].shape[1] // H, "rnn")
         model = cls.__new__(cls)
-        V, H = params["W_xh"].shape
-        model.vocab_size, model.hidden_size = int(V), int(H)
-        model.dtype = params["W_xh"].dtype
-        model.params = dict(params)
-        model._work = {}
+        model._setup(dict(params), cell, layers)
         return model
 
+    def _setup(self, params: dict[str, np.ndarray], cell: str, layers: int) -> None:
+        self.params = params
+        self.cell, self.layers = cell, layers
+        self.vocab_size, self.hidden_size = params["W_hy"].shape[1], params["W_hy"].shape[0]
+        self.dtype = params["W_hy"].dtype
+        self.cells = [CELLS[cell](self.hidden_size, self.dtype) for _ in range(layers)]
+        self.state_size = self.cells[0].state_size
+        self.gates = self.cells[0].gates
+        self._work: dict[tuple[int, int], dict] = {}
+
+    def state_shape(self, batch: int) -> tuple[int, int, int, int]:
+        """(L, S, B, H): per layer the h (and for an LSTM the c) of every stream."""
+        return (self.layers, self.state_size, batch, self.hidden_size)
+
     def zero_state(self, batch: int) -> np.ndarray:
-        """A fresh hidden state for `batch` streams, (B, H)."""
-        return np.zeros((batch, self.hidden_size), self.dtype)
+        """A fresh recurrent state for `batch` streams, (L, S, B, H)."""
+        return np.zeros(self.state_shape(batch), self.dtype)
 
     def _buffers(self, T: int, B: int) -> dict[str, np.ndarray]:
         """Work buffers for a (B, T) chunk, allocated once and reused by every later call."""
         work = self._work.get((T, B))
         if work is None:
             H, V, N, dt = self.hidden_size, self.vocab_size, T * B, self.dtype
-            hs = np.empty((T + 1, B, H), dt)  # h_0 .. h_T
-            dz = np.empty((T, B, H), dt)  # dL/dh from the output, then dL/d(pre-tanh)
-            tanh_grad = np.empty((max(1, min(T, TANH_GRAD_CHUNK // (B * H))), B, H), dt)
+            GH = self.gates * H
             work = {
-                "hs": hs,
-                "hs_steps": list(hs),  # (B, H) views made once: slicing in the loops costs
-                "dz": dz,
-                "dz_steps": list(dz),
-                "tanh_grad": tanh_grad,
-                "tanh_grad_steps": list(tanh_grad),
+                "xw": [np.empty((T, B, GH), dt) for _ in range(self.layers)],  # then dL/dxw
                 # Symbols on rows, positions on columns: the per-position max and sum run
                 # along long contiguous rows instead of T*B short ones.
                 "logits_t": np.empty((V, N), dt),  # logits, then exp, then dL/dlogits
-                "tmp": np.empty((B, H), dt),  # h W_hh in the forward recurrence
-                "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
-                "dropped": np.empty((N, H), dt),  # h_t * keep mask, input of the output layer
+                "dh": np.empty((N, H), dt),  # dL/dh of the layer whose backward runs
                 "rows": np.arange(N),
                 "ones_n": np.ones(N, dt),  # sums over positions as a GEMV, faster than .sum
                 "ones_v": np.ones(V, dt),
@@ -138,92 +172,87 @@ class CharRNN:
             self._work[(T, B)] = work
         return work
 
-    def _forward(
-        self,
-        inputs: np.ndarray,
-        targets: np.ndarray,
-        h0: np.ndarray,
-        keep: np.ndarray | None = None,
-        hh_keep: np.ndarray | None = None,
-    ):
-        """Run the chunk; returns the summed nats, work buffers, the (T*B,) target ids and
-        the (T*B,) softmax denominators (w["logits_t"] holds exp(logit - max) then).
+    def _masks(self, keep, hh_keep, N: int):
+        """Dropout scales as (L, T*B, H) and weight-drop scales as (L, H, G*H), or None."""
+        L, H = self.layers, self.hidden_size
+        if keep is not None:
+            keep = np.asarray(keep, self.dtype).reshape(L, N, H)
+        if hh_keep is not None:
+            hh_keep = np.asarray(hh_keep, self.dtype).reshape(L, H, self.gates * H)
+        return keep, hh_keep
 
-        `keep` (T*B, H), when given, scales each h_t on its way to the output layer only
-        (dropout: 0 for a dropped unit, 1/(1-rate) for a kept one); the recurrence sees h_t whole.
-        `hh_keep` (H, H) scales W_hh for the whole chunk (DropConnect on the recurrence).
+    def _forward(self, inputs, targets, state0, keep, hh_keep):
+        """Run the chunk; returns the summed nats, work buffers, the (T*B,) target ids, the
+        (T*B,) softmax denominators (w["logits_t"] holds exp(logit - max) then) and state_T.
+
+        `keep` (L, T*B, H), when given, scales each layer's h_t on its way up (to the next
+        layer or the output layer): dropout, never inside the recurrence. `hh_keep` (L, H, G*H)
+        scales each W_hh for the whole chunk (DropConnect on the recurrence).
         """
         p = self.params
         B, T = inputs.shape
+        N, H = T * B, self.hidden_size
         w = self._buffers(T, B)
-        hs, hs_steps, logits_t, tmp = w["hs"], w["hs_steps"], w["logits_t"], w["tmp"]
-        H = self.hidden_size
-        hs[0] = h0
-        # x_t W_xh + b_h is a row gather from (W_xh + b_h), written straight into hs[1:].
-        # Ids are < V by construction; mode="clip" skips a bounds check that costs 3x the copy.
-        np.take(p["W_xh"] + p["b_h"], inputs.T, axis=0, out=hs[1:], mode="clip")  # (T, B, H)
-        W_hh = p["W_hh"]  # (H, H)
-        if hh_keep is not None:
-            W_hh = W_hh * np.asarray(hh_keep, self.dtype)
-        w["W_hh"] = W_hh  # the backward pass uses the same effective recurrence
-        with blas.one_thread(B * H * H <= ONE_THREAD_MAX_PRODUCT):
-            for t in range(T):
-                np.matmul(hs_steps[t], W_hh, out=tmp)  # (B, H)
-                tmp += hs_steps[t + 1]
-                np.tanh(tmp, out=hs_steps[t + 1])  # h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)
-        h_flat = hs[1:].reshape(T * B, H)  # (TB, H)
-        if keep is not None:
-            h_flat = np.multiply(h_flat, keep, out=w["dropped"])  # (TB, H)
-        np.matmul(p["W_hy"].T, h_flat.T, out=logits_t)  # (V, TB)
+        state0 = np.asarray(state0, self.dtype).reshape(self.state_shape(B))
+        state_T = np.empty_like(state0)  # (L, S, B, H)
+        below = None  # the input of the layer above, (TB, H)
+        w["below"] = []
+        for layer, cell in enumerate(self.cells):
+            s, xw, scale = suffix(layer), w["xw"][layer], cell.x_scale
+            if layer == 0:
+                # x_t W_xh + b_h is a row gather from (W_xh + b_h). Ids are < V by
+                # construction; mode="clip" skips a bounds check that costs 3x the copy.
+                table = p["W_xh"] + p["b_h"]  # (V, GH)
+                if scale is not None:
+                    table *= scale
+                np.take(table, inputs.T, axis=0, out=xw, mode="clip")  # (T, B, GH)
+            else:
+                W_xh, b_h = p[f"W_xh{s}"], p[f"b_h{s}"]  # (H, GH), (GH,)
+                if scale is not None:
+                    W_xh, b_h = W_xh * scale, b_h * scale
+                np.matmul(below, W_xh, out=xw.reshape(N, -1))  # (TB, GH): one GEMM
+                xw += b_h
+            W_hh = p[f"W_hh{s}"]  # (H, GH)
+            if hh_keep is not None:
+                W_hh = W_hh * hh_keep[layer]
+            hs, state_T[layer] = cell.forward(xw, W_hh, state0[layer], p.get(f"b_hn{s}"))
+            below = hs.reshape(N, H)  # (TB, H)
+            if keep is not None:
+                if "dropped" not in w:  # h * keep of every layer, made with the first mask
+                    w["dropped"] = np.empty((self.layers, N, H), self.dtype)
+                below = np.multiply(below, keep[layer], out=w["dropped"][layer])
+            w["below"].append(below)
+        logits_t = w["logits_t"]
+        np.matmul(p["W_hy"].T, below.T, out=logits_t)  # (V, TB)
         logits_t += p["b_y"][:, None]
-        target_ids = targets.T.reshape(-1)  # (TB,) time-major, matching h_flat's rows
+        target_ids = targets.T.reshape(-1)  # (TB,) time-major, matching the rows of h
         # Stable log-softmax: log p = y - max - log sum exp(y - max).
         logits_t -= logits_t.max(axis=0)
         target_logit = logits_t[target_ids, w["rows"]]  # (TB,)
         np.exp(logits_t, out=logits_t)
         total = w["ones_v"] @ logits_t  # (TB,)
         nats = float(np.log(total).sum(dtype=np.float64) - target_logit.sum(dtype=np.float64))
-        return nats, w, target_ids, total
+        return nats, w, target_ids, total, state_T
 
-    def loss(
-        self,
-        inputs: np.ndarray,
-        targets: np.ndarray,
-        h0: np.ndarray,
-        keep: np.ndarray | None = None,
-        hh_keep: np.ndarray | None = None,
-    ):
-        """Forward only: (mean nats per symbol, h_T) for (B, T) inputs and targets."""
-        if keep is not None:
-            keep = np.asarray(keep, self.dtype).reshape(inputs.size, self.hidden_size)
-        nats, w, _, _ = self._forward(inputs, targets, h0, keep, hh_keep)
-        return nats / inputs.size, w["hs"][-1].copy()
+    def loss(self, inputs, targets, state0, keep=None, hh_keep=None):
+        """Forward only: (mean nats per symbol, state_T) for (B, T) inputs and targets."""
+        keep, hh_keep = self._masks(keep, hh_keep, inputs.size)
+        nats, *_, state_T = self._forward(inputs, targets, state0, keep, hh_keep)
+        return nats / inputs.size, state_T
 
-    def loss_and_grads(
-        self,
-        inputs: np.ndarray,
-        targets: np.ndarray,
-        h0: np.ndarray,
-        with_dh0: bool = False,
-        keep: np.ndarray | None = None,
-        hh_keep: np.ndarray | None = None,
-    ):
-        """Loss (mean nats), gradients of every parameter, and h_T to carry to the next chunk.
+    def loss_and_grads(self, inputs, targets, state0, with_dh0=False, keep=None, hh_keep=None):
+        """Loss (mean nats), gradients of every parameter, and state_T to carry on.
 
-        inputs, targets: int (B, T); h0: (B, H). With `with_dh0` the gradients also hold
-        "h0", dL/dh0, which training never needs but the gradient check does. `keep` is an
-        optional (T*B, H) dropout scale on the output layer's input, `hh_keep` an optional
-        (H, H) one on W_hh (see `dropout_keep`).
+        inputs, targets: int (B, T); state0: (L, S, B, H). With `with_dh0` the gradients also
+        hold "h0", dL/dstate0 of the state's shape, which training never needs but the
+        gradient check does. `keep` is an optional (L, T*B, H) dropout scale on each layer's
+        output, `hh_keep` an optional (L, H, G*H) one on each W_hh (see `dropout_keep`).
         """
         p = self.params
         B, T = inputs.shape
-        H, V = self.hidden_size, self.vocab_size
-        N = T * B
-        if keep is not None:
-            keep = np.asarray(keep, self.dtype).reshape(N, H)
-        nats, w, target_ids, total = self._forward(inputs, targets, h0, keep, hh_keep)
-        hs, dz, dz_steps, dnext = w["hs"], w["dz"], w["dz_steps"], w["dnext"]
-        h_flat = hs[1:].reshape(N, H) if keep is None else w["dropped"]  # output input, (TB, H)
+        H, V, N = self.hidden_size, self.vocab_size, T * B
+        keep, hh_keep = self._masks(keep, hh_keep, N)
+        nats, w, target_ids, total, state_T = self._forward(inputs, targets, state0, keep, hh_keep)
 
         # loss = mean -log softmax(y)[target]  ->  dL/dy = (exp / total - onehot(target)) / N
         dlogits_t = w["logits_t"]  # (V, TB), holds exp(y - max)
@@ -232,53 +261,57 @@ class CharRNN:
         dlogits_t *= scale  # probs / N
         dlogits_t[target_ids, w["rows"]] -= 1.0 / N
         # y = h W_hy + b_y
+        top = w["below"][-1]  # (TB, H), after dropout
         grads = {
-            "W_hy": np.ascontiguousarray((dlogits_t @ h_flat).T),  # (H, V); NN, faster than TN
+            "W_hy": np.ascontiguousarray((dlogits_t @ top).T),  # (H, V); NN, faster than TN
             "b_y": dlogits_t @ w["ones_n"],  # (V,)
         }
         W_hy_T = np.ascontiguousarray(p["W_hy"].T)  # (V, H)
-        np.matmul(dlogits_t.T, W_hy_T, out=dz.reshape(N, H))  # dL/dh from the output, (TB, H)
-        if keep is not None:
-            dz.reshape(N, H)[...] *= keep  # through the dropout scale
-
-        # The effective recurrence of the forward pass, transposed into a contiguous copy:
-        # OpenBLAS multiplies by it a quarter faster than by a transposed view.
-        W_hh_T = np.ascontiguousarray(w["W_hh"].T)  # (H, H)
-        # h_{t+1} = tanh(a_t), a_t = x_t W_xh + b_h + h_t W_hh:
-        # dL/da_t = (dL/dh_{t+1} from output + from step t+1) * (1 - h_{t+1}^2).
-        tanh_grad, tanh_grad_steps = w["tanh_grad"], w["tanh_grad_steps"]
-        C = len(tanh_grad)
-        with blas.one_thread(B * H * H <= ONE_THREAD_MAX_PRODUCT):
-            for t in range(T - 1, -1, -1):
-                lo = t - t % C
-                if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: their tanh'
-                    g = tanh_grad[: t - lo + 1]  # (steps, B, H)
-                    np.square(hs[lo + 1 : t + 2], out=g)
-                    np.subtract(1, g, out=g)  # 1 - h^2
-                dz_t = dz_steps[t]  # (B, H)
-                if t < T - 1:
-                    dz_t += dnext
-                dz_t *= tanh_grad_steps[t - lo]  # dz[t] is now dL/da_t
-                if t > 0 or with_dh0:
-                    np.matmul(dz_t, W_hh_T, out=dnext)  # dL/dh_t through W_hh, (B, H)
-        da_flat = dz.reshape(N, H)  # (TB, H)
-        grads["W_hh"] = hs[:-1].reshape(N, H).T @ da_flat  # (H, H): one GEMM, all steps
-        if hh_keep is not None:
-            grads["W_hh"] *= hh_keep  # W_eff = W_hh * hh_keep
-        grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), da_flat, V)  # (V, H)
-        # Every position adds its dL/da to exactly one row of dW_xh, so the rows sum to dL/db_h.
-        grads["b_h"] = grads["W_xh"].sum(axis=0)  # (H,)
+        dh = np.matmul(dlogits_t.T, W_hy_T, out=w["dh"])  # dL/dh of the top layer, (TB, H)
+        dstate0 = np.empty(self.state_shape(B), self.dtype) if with_dh0 else None
+        for layer in range(self.layers - 1, -1, -1):
+            s, cell = suffix(layer), self.cells[layer]
+            if keep is not None:
+                dh *= keep[layer]  # through the dropout scale
+            dxw, dW_hh, dstate0_layer, extra = cell.backward(dh.reshape(T, B, H), with_dh0)
+            if hh_keep is not None:
+                dW_hh *= hh_keep[layer]  # W_eff = W_hh * hh_keep
+            grads[f"W_hh{s}"] = dW_hh  # (H, GH)
+            grads.update({f"{name}{s}": g for name, g in extra.items()})
+            if with_dh0:
+                dstate0[layer] = dstate0_layer
+            dxw_flat = dxw.reshape(N, -1)  # (TB, GH): dL/d(x W_xh + b_h)
+            if layer == 0:
+                grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), dxw_flat, V)  # (V, GH)
+                # Every position adds its dL/dxw to one row of dW_xh: the rows sum to dL/db_h.
+                grads["b_h"] = grads["W_xh"].sum(axis=0)  # (GH,)
+            else:
+                grads[f"W_xh{s}"] = w["below"][layer - 1].T @ dxw_flat  # (H, GH): one GEMM
+                grads[f"b_h{s}"] = w["ones_n"] @ dxw_flat  # (GH,)
+                np.matmul(dxw_flat, p[f"W_xh{s}"].T, out=dh)  # dL/dh of the layer below
         if with_dh0:
-            grads["h0"] = dnext.copy()  # (B, H)
-        grads = {k: np.asarray(grads[k], self.dtype) for k in (*PARAM_NAMES, "h0") if k in grads}
-        return nats / N, grads, hs[-1].copy()
+            grads["h0"] = dstate0
+        grads = {k: np.asarray(grads[k], self.dtype) for k in (*p, "h0") if k in grads}
+        return nats / N, grads, state_T
 
-    def step(self, ids: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One time step for sampling: ids (B,), h (B, H) -> logits (B, V), new h (B, H)."""
+    def step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One time step, the plain reference for sampling: ids (B,), state (L, S, B, H) ->
+        logits (B, V), new state (L, S, B, H)."""
         p = self.params
-        a = h @ p["W_hh"]  # (B, H)
-        a += p["W_xh"][ids] + p["b_h"]  # rounded as in the training forward and in sampling
-        np.tanh(a, out=a)
-        logits = a @ p["W_hy"]  # (B, V)
+        state = np.asarray(state, self.dtype).reshape(self.state_shape(len(ids)))
+        new = np.empty_like(state)
+        h = None
+        for layer, cell in enumerate(self.cells):
+            s, scale = suffix(layer), cell.x_scale
+            if layer == 0:
+                xw = (p["W_xh"] + p["b_h"])[ids]  # rounded as in the training forward
+            else:
+                xw = h @ p[f"W_xh{s}"]  # (B, GH)
+                xw += p[f"b_h{s}"]
+            if scale is not None:
+                xw *= scale
+            new[layer] = cell.step(xw, p[f"W_hh{s}"], state[layer], p.get(f"b_hn{s}"))
+            h = new[layer, 0]  # (B, H)
+        logits = h @ p["W_hy"]  # (B, V)
         logits += p["b_y"]
-        return logits, a
+        return logits, new

@@ -46,9 +46,9 @@ class Repl:
         self.streams: Streams | None = None  # the conversation so far; None before it starts
 
     @property
-    def h(self) -> np.ndarray | None:
-        """The hidden state the conversation has reached, (1, H)."""
-        return None if self.streams is None else self.streams.h
+    def state(self) -> np.ndarray | None:
+        """The recurrent state the conversation has reached, (L, S, 1, H)."""
+        return None if self.streams is None else self.streams.state
 
     def reset(self) -> None:
         self.streams = None

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from charrnn.errors import ConfigError, VocabError
-from charrnn.model import CharRNN
+from charrnn.model import CharRNN, suffix
 from charrnn.vocab import Vocab
 
 # The smallest normal float64: exponential draws are raised to it before their log.
@@ -103,44 +103,66 @@ class Sampler:
 
 
 class Streams:
-    """The state h_t of B streams and the logits of h_t, advanced one symbol at a time.
+    """The recurrent state of B streams and the logits of their top layer, advanced one symbol
+    at a time.
 
-    One GEMM a step: h_t [W_hh | W_hy], (B, H) @ (H, H+V), gives the logits of h_t and h_t's
-    share of the next pre-activation together (the narrow (H, V) product alone runs far below
-    peak); x W_xh + b_h is a row of a table made once.
+    One GEMM per layer a step: h^(l) [W_hh^(l) | W_xh^(l+1)] (for the top layer
+    h [W_hh | W_hy]) gives the layer's share of its next pre-activation and the input of the
+    layer above (or the logits) together: a narrow (H, V) product alone runs far below peak.
+    Layer 1's input is a row of a table made once, (W_xh + b_h) scaled as the cell wants.
     """
 
-    def __init__(self, model: CharRNN, h: np.ndarray) -> None:
-        p = model.params
-        B, H, V = len(h), model.hidden_size, model.vocab_size
-        self.hidden_size = H
-        self.W_cat = np.concatenate([p["W_hh"], p["W_hy"]], axis=1)  # (H, H+V)
-        self.x_table = p["W_xh"] + p["b_h"]  # (V, H)
-        self.b_y = p["b_y"]  # (V,)
-        self.h = np.array(h, model.dtype)  # (B, H)
-        self.out = np.empty((B, H + V), model.dtype)  # h_t [W_hh | W_hy]
-        self.logits = np.empty((B, V), model.dtype)  # the logits of h_t
-        self.a = np.empty((B, H), model.dtype)  # the next pre-activation
-        self._project()
+    def __init__(self, model: CharRNN, state: np.ndarray) -> None:
+        p, L = model.params, model.layers
+        B = np.shape(state)[-2]
+        self.cells = model.cells
+        self.gate_width = model.gates * model.hidden_size  # G*H
+        self.state = np.array(state, model.dtype).reshape(model.state_shape(B))  # (L, S, B, H)
+        scales = [np.ones(1, model.dtype) if c.x_scale is None else c.x_scale for c in self.cells]
+        self.b_hn = [p.get(f"b_hn{suffix(layer)}") for layer in range(L)]
+        self.x_table = (p["W_xh"] + p["b_h"]) * scales[0]  # (V, GH)
+        self.W_cat, self.b_next = [], []  # per layer (H, GH + width above), (width above,)
+        for layer in range(L):
+            W_hh = p[f"W_hh{suffix(layer)}"] * scales[layer]  # (H, GH)
+            if layer + 1 < L:
+                above = suffix(layer + 1)
+                W_next = p[f"W_xh{above}"] * scales[layer + 1]  # (H, GH)
+                self.b_next.append(p[f"b_h{above}"] * scales[layer + 1])
+            else:
+                W_next, b_y = p["W_hy"], p["b_y"]  # (H, V), (V,)
+                self.b_next.append(b_y)
+            self.W_cat.append(np.concatenate([W_hh, W_next], axis=1))
+        self.out = [np.empty((B, W.shape[1]), model.dtype) for W in self.W_cat]
+        self.xw = [np.empty((B, self.gate_width), model.dtype) for _ in range(L)]
+        self.logits = np.empty((B, model.vocab_size), model.dtype)  # the logits of the top h
+        for layer in range(L):
+            self._project(layer)
+        np.add(self.out[-1][:, self.gate_width :], self.b_next[-1], out=self.logits)
 
-    def _project(self) -> None:
-        np.matmul(self.h, self.W_cat, out=self.out)
-        np.add(self.out[:, self.hidden_size :], self.b_y, out=self.logits)
+    def _project(self, layer: int) -> None:
+        np.matmul(self.state[layer, 0], self.W_cat[layer], out=self.out[layer])
 
     def push(self, ids: np.ndarray) -> None:
-        """Feed one symbol to each stream: h_{t+1} = tanh(x W_xh + b_h + h_t W_hh)."""
-        # Ids come from a Vocab or a draw, so they are < V; mode="clip" skips a bounds check
-        # that copies the output. Adding into the contiguous gather, not into the strided
-        # slice of `out`, halves the add.
-        a = np.take(self.x_table, ids, axis=0, out=self.a, mode="clip")  # (B, H)
-        np.add(self.out[:, : self.hidden_size], a, out=a)
-        np.tanh(a, out=self.h)
-        self._project()
+        """Feed one symbol to each stream: every layer takes one step, bottom to top."""
+        GH = self.gate_width
+        for layer, cell in enumerate(self.cells):
+            # The input's part of the pre-activation, contiguous: adding the strided share of
+            # `out` into it, not the reverse, halves the add.
+            xw = self.xw[layer]  # (B, GH)
+            if layer == 0:
+                # Ids come from a Vocab or a draw, so they are < V; mode="clip" skips a bounds
+                # check that copies the output.
+                np.take(self.x_table, ids, axis=0, out=xw, mode="clip")
+            else:
+                np.add(self.out[layer - 1][:, GH:], self.b_next[layer - 1], out=xw)
+            cell.update(xw, self.out[layer][:, :GH], self.state[layer], self.b_hn[layer])
+            self._project(layer)
+        np.add(self.out[-1][:, GH:], self.b_next[-1], out=self.logits)
 
     def feed(self, ids: np.ndarray) -> None:
         """Push the same symbols, one after another, to every stream."""
         for i in ids:
-            self.push(np.full(len(self.h), i))
+            self.push(np.full(self.state.shape[2], i))
 
 
 def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler) -> Streams:

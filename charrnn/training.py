@@ -14,6 +14,7 @@ import numpy as np
 
 from charrnn import checkpoint, rundir
 from charrnn.batches import Streams
+from charrnn.cells import CELLS
 from charrnn.corpus import (
     EncodedText,
     TextFile,
@@ -29,7 +30,7 @@ from charrnn.errors import (
     CorpusError,
     DivergenceError,
 )
-from charrnn.model import PARAM_NAMES, CharRNN, dropout_keep
+from charrnn.model import MAX_LAYERS, CharRNN, dropout_keep
 from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
@@ -47,12 +48,14 @@ class TrainConfig:
     """Hyperparameters of a run; saved in its metadata and reused on resume."""
 
     hidden: int = 512
+    cell: str = "rnn"  # rnn, lstm or gru
+    layers: int = 1
     seq_len: int = 25
     batch: int = 64
     lr: float = 2e-3
     optimizer: str = "adam"
     clip: float = 5.0
-    dropout: float = 0.0  # share of h_t units dropped on the way to the output layer
+    dropout: float = 0.0  # share of each layer's h_t units dropped on their way up
     weight_drop: float = 0.15  # share of W_hh entries dropped per step (DropConnect)
     schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
     warmup: int = 50  # steps of linear lr warm-up
@@ -71,6 +74,7 @@ class TrainConfig:
         """Raise ConfigError naming the first option outside its range."""
         ints = {
             "hidden": (1, checkpoint.MAX_HIDDEN),
+            "layers": (1, MAX_LAYERS),
             "seq_len": (1, 100_000),
             "batch": (1, 100_000),
             "eval_every": (1, 10**9),
@@ -103,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}")
         if self.unit not in UNITS:
             raise ConfigError(f"unit must be one of {', '.join(UNITS)}")
 
@@ -187,7 +193,7 @@ def evaluate(
         nats += loss * inputs[:, cols].size
     rest_in, rest_out = ids[B * L : n][None], ids[B * L + 1 :][None]
     if rest_in.size:
-        loss, _ = model.loss(rest_in, rest_out, h[-1:])
+        loss, _ = model.loss(rest_in, rest_out, h[:, :, -1:])  # the last stream goes on
         nats += loss * rest_in.size
     return nats / n
 
@@ -245,7 +251,9 @@ def _train(
             rundir.discard_cache(run_dir)
         raise
     vocab, ids, digest = encoded.vocab, encoded.ids, encoded.digest
-    model = CharRNN(len(vocab), config.hidden, seed=config.seed)
+    model = CharRNN(
+        len(vocab), config.hidden, seed=config.seed, cell=config.cell, layers=config.layers
+    )
     optimizer = make_optimizer(config.optimizer, model.params)
     sample_rng = np.random.default_rng(config.seed + 1)
     h = model.zero_state(config.batch)
@@ -254,13 +262,15 @@ def _train(
     if state is not None:
         meta, arrays = state["meta"], state["arrays"]
         try:
-            model.params = {k: arrays[f"param/{k}"] for k in PARAM_NAMES}
+            model.params = {k: arrays[f"param/{k}"] for k in model.params}
             optimizer = make_optimizer(config.optimizer, model.params)
             optimizer.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
             h = arrays["state/h"]
-            if h.shape != (config.batch, config.hidden):
+            if h.shape == (config.batch, config.hidden) and model.state_size == model.layers == 1:
+                h = h.reshape(model.state_shape(config.batch))  # written by 0.1 as (B, H)
+            if h.shape != model.state_shape(config.batch):
                 raise ValueError(
-                    f"carried state is {list(h.shape)}, not {config.batch, config.hidden}"
+                    f"carried state is {list(h.shape)}, not {list(model.state_shape(config.batch))}"
                 )
             step, elapsed_before = meta["step"], meta["elapsed"]
             history = state["history"]
@@ -279,6 +289,7 @@ def _train(
         "format_version": checkpoint.FORMAT_VERSION,
         "model": {
             "cell": model.cell,
+            "layers": model.layers,
             "vocab_size": len(vocab),
             "hidden_size": config.hidden,
             "dtype": model.dtype.name,
@@ -409,11 +420,11 @@ def _train(
         keep = hh_keep = None
         if config.dropout or config.weight_drop:  # a generator per step: exact on resume
             masks_rng = np.random.default_rng([config.seed, DROPOUT_STREAM, step])
-            H = config.hidden
-            if config.dropout:
-                keep = dropout_keep(config.dropout, (inputs.size, H), masks_rng, model.dtype)
-            if config.weight_drop:
-                hh_keep = dropout_keep(config.weight_drop, (H, H), masks_rng, model.dtype)
+            L, H, GH = config.layers, config.hidden, model.gates * config.hidden
+            if config.dropout:  # every layer's output, (L*TB, H)
+                keep = dropout_keep(config.dropout, (L * inputs.size, H), masks_rng, model.dtype)
+            if config.weight_drop:  # every layer's W_hh, (L*H, GH)
+                hh_keep = dropout_keep(config.weight_drop, (L * H, GH), masks_rng, model.dtype)
         loss, grads, h_next = model.loss_and_grads(inputs, targets, h, keep=keep, hh_keep=hh_keep)
         grad_norm = clip_grad_norm(grads, config.clip)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):

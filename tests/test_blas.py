@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN, blas
-from charrnn import model as model_module
+from charrnn import cells as cells_module
 
 needs_openblas = pytest.mark.skipif(
     not blas.available() or (blas.num_threads() or 0) < 2,
@@ -54,7 +54,7 @@ def test_recurrence_runs_on_one_thread_only_for_small_products(monkeypatch, B, H
     x = np.zeros((B, 3), np.int64)
     model.loss_and_grads(x, x, model.zero_state(B))
     assert asked == [one, one]
-    assert (B * H * H <= model_module.ONE_THREAD_MAX_PRODUCT) == one
+    assert (B * H * H <= cells_module.ONE_THREAD_MAX_PRODUCT) == one
 
 
 def test_gradients_do_not_depend_on_the_thread_setting(monkeypatch):
@@ -65,7 +65,7 @@ def test_gradients_do_not_depend_on_the_thread_setting(monkeypatch):
     h0 = rng.standard_normal((16, 32))
     runs = []
     for limit in (0, 2**30):
-        monkeypatch.setattr(model_module, "ONE_THREAD_MAX_PRODUCT", limit)
+        monkeypatch.setattr(cells_module, "ONE_THREAD_MAX_PRODUCT", limit)
         loss, grads, h_T = model.loss_and_grads(x, y, h0)
         runs.append((loss, grads, h_T))
     (loss_a, grads_a, h_a), (loss_b, grads_b, h_b) = runs

@@ -13,7 +13,9 @@ import pytest
 import charrnn
 from charrnn import CheckpointError, ConfigError, TrainConfig, Vocab, checkpoint, train
 from charrnn.checkpoint import atomic_write_bytes, read_meta, read_npz, save_npz
-from charrnn.model import PARAM_NAMES
+from charrnn.model import param_shapes
+
+PARAM_NAMES = tuple(param_shapes(1, 1))  # a one-layer vanilla RNN's
 
 TEXT = "It was the best of times, it was the worst of times; " * 12
 CONFIG = TrainConfig(hidden=16, seq_len=16, batch=4, steps=20, eval_every=10, sample_length=20)
@@ -145,11 +147,13 @@ def test_rewritten_checkpoint_still_loads(saved, tmp_path):
     assert all(np.array_equal(a.model.params[k], b.model.params[k]) for k in PARAM_NAMES)
 
 
-def test_other_format_version_rejected(saved, tmp_path):
-    """A checkpoint of format version 2 is a CheckpointError naming the version."""
+@pytest.mark.parametrize("version", [0, 3, "2", None])
+def test_other_format_version_rejected(saved, tmp_path, version):
+    """A checkpoint of a format version this charrnn does not read is a CheckpointError naming
+    the version."""
     latest = saved[0].run_dir / "latest.npz"
-    path = rewrite(latest, tmp_path / "v2.npz", lambda m: m.update(format_version=2))
-    with pytest.raises(CheckpointError, match="version 2"):
+    path = rewrite(latest, tmp_path / "v.npz", lambda m: m.update(format_version=version))
+    with pytest.raises(CheckpointError, match=f"version {version!r}; this charrnn reads"):
         charrnn.load(path)
 
 

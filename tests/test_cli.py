@@ -71,7 +71,7 @@ def test_train_writes_a_complete_run_dir(trained_run):
     names = {p.name for p in trained_run.dir.iterdir()}
     assert {"latest.npz", "best.npz", "config.json", "metrics.jsonl"} <= names
     config = trained_run.config
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2
     assert config["step"] == 30
     assert config["train"]["hidden"] == 16 and config["train"]["batch"] == 4
     assert config["train"]["seq_len"] == 16
@@ -96,7 +96,7 @@ def test_train_log_is_plain_lines(trained_run):
     out = assert_ok(trained_run.proc)
     lines = out.splitlines()
     assert lines[0].startswith(f"run {trained_run.dir}: ")
-    assert "hidden 16, batch 4 x seq-len 16" in lines[0]
+    assert "rnn 1 x 16, batch 4 x seq-len 16" in lines[0]
     step_lines = [line for line in lines if re.match(r"step \d+  loss ", line)]
     assert [int(line.split()[1]) for line in step_lines] == list(range(3, 31, 3))
     for line in step_lines:
@@ -343,7 +343,7 @@ def test_info_shows_the_config(trained_run):
     rows = {row[0]: row[1] for row in table_rows(out) if len(row) == 2 and row[0]}
     config = trained_run.config
     vocab_size = config["model"]["vocab_size"]
-    assert rows["model"] == f"rnn hidden 16, vocab {vocab_size} (grapheme), float32"
+    assert rows["model"] == f"rnn 1 x 16 (layers x hidden), vocab {vocab_size} (grapheme), float32"
     assert rows["hidden"] == "16" and rows["batch"] == "4" and rows["seq-len"] == "16"
     assert rows["optimizer"] == "adam" and rows["eval-every"] == "15"
     assert rows["step"] == "30"

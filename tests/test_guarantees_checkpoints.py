@@ -27,7 +27,9 @@ from hypothesis.extra import numpy as hnp
 import charrnn
 from charrnn import CheckpointError, TrainConfig, train
 from charrnn.checkpoint import read_npz
-from charrnn.model import PARAM_NAMES, param_shapes
+from charrnn.model import param_shapes
+
+PARAM_NAMES = tuple(param_shapes(1, 1))  # a one-layer vanilla RNN's
 
 FUZZ = settings(max_examples=120, deadline=2000)
 MEMORY_LIMIT = 2 << 30  # address space of each CLI process: a hostile file must not need more
@@ -339,9 +341,10 @@ JSON = st.recursive(
     max_leaves=8,
 )
 META_PATHS = [
-    ("format",), ("format_version",), ("model",), ("model", "cell"), ("model", "hidden_size"),
-    ("model", "vocab_size"), ("model", "dtype"), ("vocab",), ("vocab", "symbols"),
-    ("vocab", "unit"), ("step",), ("train",), ("corpus",), ("metrics",), ("elapsed",),
+    ("format",), ("format_version",), ("model",), ("model", "cell"), ("model", "layers"),
+    ("model", "hidden_size"), ("model", "vocab_size"), ("model", "dtype"), ("vocab",),
+    ("vocab", "symbols"), ("vocab", "unit"), ("step",), ("train",), ("corpus",), ("metrics",),
+    ("elapsed",),
 ]  # fmt: skip
 DELETE = object()
 

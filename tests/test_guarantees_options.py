@@ -16,6 +16,7 @@ from conftest import assert_usage_error, cli_env
 # option -> (the allowed range as the message states it, values outside it)
 TRAIN = {
     "--hidden": ("from 1 to 16,384", ["0", "16385", "1.5", "9" * 30]),
+    "--layers": ("from 1 to 8", ["0", "9", "-1", "2.0"]),
     "--seq-len": ("from 1 to 100,000", ["0", "-inf"]),
     "--batch": ("from 1 to 100,000", ["-1", "1e3"]),
     "--lr": ("in (0, 10]", ["0", "-1", "1e6", "nan", "-inf", "fast"]),

@@ -1,4 +1,5 @@
-"""The vanilla RNN: gradients against finite differences, truncated BPTT, step, evaluation."""
+"""The one-layer vanilla RNN: gradients against finite differences, truncated BPTT, step,
+evaluation (tests/test_stack.py holds the gated cells and stacked layers)."""
 
 import math
 
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 
 import charrnn
+import charrnn.cells
 from charrnn import CharRNN, CorpusError, TrainConfig, Vocab, evaluate, train
-from charrnn.model import PARAM_NAMES, dropout_keep, param_shapes, scatter_add_rows
+from charrnn.model import dropout_keep, param_shapes, scatter_add_rows
+
+PARAM_NAMES = tuple(param_shapes(1, 1))  # W_xh, W_hh, b_h, W_hy, b_y
 
 EPS = 1e-3
 
@@ -69,7 +73,7 @@ def test_gradients_match_finite_differences(V, H, B, T, seed):
         assert grads[name].shape == model.params[name].shape
         assert grads[name].dtype == np.float64
         errors[name] = max_rel_error(numeric_grad(model, x, y, h0, model.params[name]), grads[name])
-    assert grads["h0"].shape == (B, H)
+    assert grads["h0"].shape == (1, 1, B, H)  # (L, S, B, H)
     errors["h0"] = max_rel_error(numeric_grad(model, x, y, h0, h0), grads["h0"])
     assert max(errors.values()) < 1e-6, errors
     assert np.abs(grads["W_hy"]).max() > 1e-3 and np.abs(grads["h0"]).max() > 1e-4
@@ -84,10 +88,10 @@ def test_backward_in_chunks_of_steps_gives_the_same_gradients(monkeypatch, chunk
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     h0 = 0.5 * rng.standard_normal((B, H))
     reference = perturbed_model(V, H, 7).loss_and_grads(x, y, h0, with_dh0=True)[1]
-    monkeypatch.setattr(charrnn.model, "TANH_GRAD_CHUNK", chunk_steps * B * H)
+    monkeypatch.setattr(charrnn.cells, "TANH_GRAD_CHUNK", chunk_steps * B * H)
     model = perturbed_model(V, H, 7)
     grads = model.loss_and_grads(x, y, h0, with_dh0=True)[1]
-    assert len(model._buffers(T, B)["tanh_grad"]) == chunk_steps
+    assert len(model.cells[0]._buffers(T, B)["tanh_grad"]) == chunk_steps
     for name in reference:
         np.testing.assert_array_equal(grads[name], reference[name])
     for name in PARAM_NAMES:
@@ -202,7 +206,7 @@ def test_loss_is_mean_nats():
         total -= logp[np.arange(2), y[:, t]].sum()
     loss, h_last = model.loss(x, y, h0)
     assert loss == pytest.approx(total / 8, rel=1e-12)
-    np.testing.assert_allclose(h_last, h, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(h_last[0, 0], h, rtol=0, atol=1e-14)
 
 
 def test_uniform_model_loss_is_ln_v():
@@ -305,7 +309,7 @@ def test_step_agrees_with_forward():
     h = h0.copy()
     for t in range(T):
         logits, h_next = model.step(x[:, t], h)
-        assert logits.shape == (1, 9) and h_next.shape == (1, 7)
+        assert logits.shape == (1, 9) and h_next.shape == (1, 1, 1, 7)
         logp = logits - np.log(np.exp(logits).sum())
         expected, h_forward = model.loss(x[:, t : t + 1], y[:, t : t + 1], h)
         assert -logp[0, y[0, t]] == pytest.approx(expected, rel=1e-12)
@@ -348,7 +352,7 @@ def test_init_shapes_dtype_and_seed():
     assert not np.array_equal(model.params["W_xh"], other.params["W_xh"])
     W_hh = CharRNN(5, 12, dtype=np.float64).params["W_hh"]
     np.testing.assert_allclose(W_hh @ W_hh.T, np.eye(12), atol=1e-12)
-    assert model.zero_state(3).shape == (3, 12) and not model.zero_state(3).any()
+    assert model.zero_state(3).shape == (1, 1, 3, 12) and not model.zero_state(3).any()
     for bad in ((0, 4), (4, 0)):
         with pytest.raises(ValueError):
             CharRNN(*bad)

@@ -276,4 +276,4 @@ def test_interrupted_generation_keeps_the_state_of_the_text_shown(loaded, monkey
     assert len(text) == stop_after
     expected = Streams(loaded.model, loaded.model.zero_state(1))
     expected.feed(loaded.vocab.encode("the" + text))
-    np.testing.assert_array_equal(repl.h, expected.h)
+    np.testing.assert_array_equal(repl.state, expected.state)

@@ -235,12 +235,12 @@ def test_streams_follow_model_step(vocab):
     rng = np.random.default_rng(2)
     for p in model.params.values():
         p += 0.3 * rng.standard_normal(p.shape)
-    h = rng.standard_normal((5, 16))
+    h = rng.standard_normal((1, 1, 5, 16))
     streams = Streams(model, h)
     for ids in rng.integers(0, len(vocab), (30, 5)):
         streams.push(ids)
         logits, h = model.step(ids, h)
-        np.testing.assert_allclose(streams.h, h, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(streams.state, h, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(streams.logits, logits, rtol=1e-12, atol=1e-12)
 
 
