@@ -538,14 +538,12 @@ def cmd_repl(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     run = checkpoint.load(args.run, args.checkpoint)
-    text = corpus.read_text(args.file, args.encoding)
-    ids = run.vocab.encode(text)
-    if len(ids) < 2:
-        raise CharRNNError(f"{args.file}: needs at least 2 symbols to evaluate")
-    nats = training.evaluate(run.model, ids)  # state carried: the chunk length does not matter
+    source = corpus.TextFile(args.file, args.encoding)
+    nats, predictions = training.evaluate_file(run.model, run.vocab, source)
     console().print(
         f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
-        f"over {len(ids) - 1:,} predictions"
+        f"over {predictions:,} predictions",
+        markup=False,
     )
     return 0
 

@@ -18,8 +18,10 @@ from charrnn.corpus import (
     CACHE_IDS,
     CACHE_META,
     EncodedText,
+    IdFile,
     TextFile,
     encode_file,
+    encode_file_ids,
     encode_text,
     split_ids,
     text_digest,
@@ -43,6 +45,7 @@ RUN_FILES = ("latest.npz", "best.npz", "config.json", "metrics.jsonl")  # what m
 RESUMABLE = frozenset({"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"})
 SCHEDULES = ("cosine", "constant")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
+EVAL_BLOCK = 1 << 20  # ids that `evaluate` reads at a time
 
 
 @dataclass
@@ -163,7 +166,7 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 def evaluate(
     model: CharRNN,
-    ids: np.ndarray,
+    ids: np.ndarray | IdFile,
     seq_len: int = 100,
     streams: int = 64,
     stop: Callable[[], bool] | None = None,
@@ -172,27 +175,45 @@ def evaluate(
     `stop` asked to stop first).
 
     The text is cut into `streams` contiguous streams walked in chunks with state carried;
-    the few positions left over continue the last stream, so every symbol counts once.
+    the few positions left over continue the last stream, so every symbol counts once. The ids
+    (an array, maybe memory-mapped, or an IdFile) are read about EVAL_BLOCK at a time, whole
+    chunks of every stream, so where they are stored changes neither the figure nor the memory.
     """
     n = len(ids) - 1
     if n < 1:
         raise CorpusError("evaluation text needs at least 2 symbols")
     B = min(streams, n)
-    L = n // B
-    inputs, targets = ids[: B * L].reshape(B, L), ids[1 : B * L + 1].reshape(B, L)
+    L = n // B  # stream s predicts ids[s*L + 1 : (s+1)*L + 1]
+    width = seq_len * max(1, EVAL_BLOCK // (B * seq_len))  # columns read at a time
     h = model.zero_state(B)
     nats = 0.0
-    for start in range(0, L, seq_len):
-        if stop is not None and stop():
-            return None
-        cols = slice(start, start + seq_len)
-        loss, h = model.loss(inputs[:, cols], targets[:, cols], h)
-        nats += loss * inputs[:, cols].size
-    rest_in, rest_out = ids[B * L : n][None], ids[B * L + 1 :][None]
-    if rest_in.size:
-        loss, _ = model.loss(rest_in, rest_out, h[-1:])
-        nats += loss * rest_in.size
+    for first in range(0, L, width):
+        last = min(first + width, L)
+        block = np.stack([ids[s * L + first : s * L + last + 1] for s in range(B)])  # (B, W+1)
+        for start in range(0, last - first, seq_len):
+            if stop is not None and stop():
+                return None
+            end = min(start + seq_len, last - first)
+            inputs, targets = block[:, start:end], block[:, start + 1 : end + 1]  # (B, T)
+            loss, h = model.loss(inputs, targets, h)
+            nats += loss * inputs.size
+    rest = ids[B * L : n + 1]
+    if len(rest) > 1:
+        loss, _ = model.loss(rest[None, :-1], rest[None, 1:], h[-1:])
+        nats += loss * (len(rest) - 1)
     return nats / n
+
+
+def evaluate_file(
+    model: CharRNN, vocab: Vocab, source: TextFile, seq_len: int = 100, streams: int = 64
+) -> tuple[float, int]:
+    """Mean nats per symbol of a text file of any size, and the number of predictions: the
+    file is encoded piece by piece into an anonymous temporary file that `evaluate` reads a
+    block at a time, so memory stays bounded and the figure is that of the text in memory."""
+    with encode_file_ids(source, vocab) as ids:
+        if len(ids) < 2:
+            raise CorpusError(f"{source.path}: needs at least 2 symbols to evaluate")
+        return evaluate(model, ids, seq_len, streams), len(ids) - 1
 
 
 def train(
