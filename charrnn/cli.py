@@ -136,6 +136,12 @@ def build_parser() -> Parser:
         "--eval-every", type=int_range(1, 10**9), help=f"steps between evaluations ({d.eval_every})"
     )
     p.add_argument(
+        "--eval-symbols",
+        type=int_range(2),
+        help="validation symbols evaluated, the first ones of the split "
+        f"(all, up to {training.EVAL_SYMBOLS:,})",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int_range(1, 10**9),
         help="steps between checkpoints (eval-every)",
@@ -202,7 +208,7 @@ def build_parser() -> Parser:
 
 
 DEFAULT_MINUTES = 3.0
-RESUMABLE = {"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"}
+RESUMABLE = {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
 
 
 def console(stderr: bool = False) -> Console:
@@ -243,6 +249,7 @@ class RichObserver(training.Observer):
         self.out = out
         self.total_steps, self.minutes = total_steps, minutes
         self.log_every = max(1, eval_every // 5)
+        self.val_symbols = 0  # size of the validation split, from on_start
         self.progress: Progress | None = None
         self.task = None
         self.started: Callable[[Path], None] | None = None  # called with the run directory
@@ -282,9 +289,13 @@ class RichObserver(training.Observer):
         if self.started is not None:
             self.started(Path(info["run_dir"]))
         c = info["config"]
+        self.val_symbols = info["val_symbols"]
+        evaluated = info["eval_symbols"]
         self.out.print(
             f"run {info['run_dir']}: {info['train_symbols']:,} training and "
-            f"{info['val_symbols']:,} validation symbols, vocab {info['vocab_size']}, "
+            f"{info['val_symbols']:,} validation symbols"
+            + (f" (the first {evaluated:,} evaluated)" if evaluated < info["val_symbols"] else "")
+            + f", vocab {info['vocab_size']}, "
             f"{info['params']:,} parameters, hidden {c.hidden}, batch {c.batch} x seq-len "
             f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
             + (f", resuming at step {info['step']:,}" if info["step"] else ""),
@@ -335,6 +346,8 @@ class RichObserver(training.Observer):
                 f", validation {record['val_loss']:.4f} nats/char "
                 f"({record['val_bpc']:.3f} bits/char)"
             )
+            if record["val_symbols"] < self.val_symbols:
+                line += f" over its first {record['val_symbols']:,} symbols"
         target = self.progress.console if self.progress else self.out
         target.print(line)
         if text:

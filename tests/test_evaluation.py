@@ -1,9 +1,11 @@
 """Evaluation (issue 10): `evaluate` reads its ids a block at a time, so `charrnn eval` streams a
 file of any size through an anonymous temporary id file and gives the figure of the same text
-in memory."""
+in memory; during training `--eval-symbols N` (default: up to training.EVAL_SYMBOLS) limits
+every evaluation to the first N validation symbols."""
 
 from __future__ import annotations
 
+import json
 import re
 import resource
 import subprocess
@@ -14,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, cli_env, english_like, run_cli
+from conftest import TRAIN_ARGS, assert_usage_error, cli_env, english_like, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import charrnn
-from charrnn import CharRNN, TrainConfig, Vocab, VocabError, corpus, training
-from charrnn.corpus import IdFile, TextFile, encode_file_ids
+from charrnn import CharRNN, ConfigError, TrainConfig, Vocab, VocabError, corpus, training
+from charrnn.corpus import IdFile, TextFile, encode_file_ids, split_ids
 from charrnn.training import evaluate, evaluate_file
 
 CLUSTERS = ["e\u0301", "\r\n", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "中文", "\n", " "]
@@ -259,3 +261,58 @@ def test_cli_eval_of_a_200_mb_file_stays_within_a_small_address_space(tmp_path):
     )
     assert whole.returncode != 0 and "MemoryError" in whole.stderr, whole.stderr[-2000:]
     print(f"baseline {baseline / 2**20:.0f} MiB, limit {limit / 2**20:.0f} MiB, eval {took:.1f} s")
+
+
+# ---- evaluation during training: --eval-symbols -----------------------------------------------
+
+
+def test_eval_symbols_limits_every_evaluation_to_the_first_ones(corpus_file, tmp_path):
+    """`train --eval-symbols 50`: every record says val_symbols 50, the last one's val_loss is
+    `evaluate` over the first 50 validation ids with the final weights, and the start line and
+    eval lines say so. A resume may change it (reporting, not training)."""
+    run = tmp_path / "run"
+    args = ("train", corpus_file, *TRAIN_ARGS, "--eval-every", "10", "--sample-length", "0")
+    proc = run_cli(*args, "--steps", "20", "--eval-symbols", "50", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^run .* validation symbols \(the first 50 evaluated\), ", proc.stdout, re.M)
+    assert len(re.findall(r"^eval at step .* over its first 50 symbols$", proc.stdout, re.M)) == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_symbols"] for r in records] == [50, 50]
+    loaded = charrnn.load(run, "latest")
+    _, val_ids = split_ids(np.load(run / corpus.CACHE_IDS), 0.1)
+    expected = evaluate(loaded.model, val_ids[:50], seq_len=16)
+    assert records[-1]["val_loss"] == pytest.approx(expected, rel=1e-6)
+
+    proc = run_cli("train", "--resume", run, "--steps", "30", "--eval-symbols", "1000000")
+    assert proc.returncode == 0, proc.stderr
+    assert "evaluated" not in proc.stdout and "first" not in proc.stdout
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_symbols"] for r in records] == [50, 50, len(val_ids)]
+
+
+def test_default_evaluates_the_whole_split_up_to_the_cap(tmp_path):
+    """With no eval_symbols an evaluation covers min(len(validation split), EVAL_SYMBOLS)
+    symbols, the first ones: the whole split of a small text, the cap of a large one."""
+    assert TrainConfig().eval_symbols is None
+    cap = training.EVAL_SYMBOLS
+    config = TrainConfig(hidden=8, batch=4, seq_len=8, steps=1, sample_length=0)
+    small = english_like(5_000)
+    result = charrnn.train(small, config, tmp_path / "small")
+    _, val_ids = split_ids(Vocab.from_text(small).encode(small), config.val_fraction)
+    assert result.history[-1]["val_symbols"] == len(val_ids) < cap
+
+    config.val_fraction = 0.5
+    large = english_like(2 * cap + 50_000, seed=1)
+    result = charrnn.train(large, config, tmp_path / "large")
+    _, val_ids = split_ids(Vocab.from_text(large).encode(large), config.val_fraction)
+    assert len(val_ids) > cap
+    assert result.history[-1]["val_symbols"] == cap
+    model = charrnn.load(tmp_path / "large", "latest").model
+    expected = evaluate(model, val_ids[:cap], config.seq_len)
+    assert result.history[-1]["val_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [1, 0, -3])
+def test_eval_symbols_below_two_is_refused(value):
+    with pytest.raises(ConfigError, match=f"eval_symbols must be >= 2, got {value}"):
+        TrainConfig(eval_symbols=value).check()
