@@ -145,6 +145,12 @@ def build_parser() -> Parser:
         "--eval-every", type=int_range(1, 10**9), help=f"steps between evaluations ({d.eval_every})"
     )
     p.add_argument(
+        "--eval-symbols",
+        type=int_range(2),
+        help="validation symbols evaluated, the first ones of the split "
+        f"(all, up to {training.EVAL_SYMBOLS:,})",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int_range(1, 10**9),
         help="steps between checkpoints (eval-every)",
@@ -211,7 +217,7 @@ def build_parser() -> Parser:
 
 
 DEFAULT_MINUTES = 3.0
-RESUMABLE = {"steps", "minutes", "eval_every", "checkpoint_every", "sample_length"}
+RESUMABLE = {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
 
 
 class PipeConsole(Console):
@@ -290,6 +296,7 @@ class RichObserver(training.Observer):
         self.log_error: OSError | None = None  # the write that failed; nothing is shown after it
         self.total_steps, self.minutes = total_steps, minutes
         self.log_every = max(1, eval_every // 5)
+        self.val_symbols = 0  # size of the validation split, from on_start
         self.progress: Progress | None = None
         self.task = None
         self.started: Callable[[Path], None] | None = None  # called with the run directory
@@ -331,9 +338,13 @@ class RichObserver(training.Observer):
         if self.started is not None:
             self.started(Path(info["run_dir"]))
         c = info["config"]
+        self.val_symbols = info["val_symbols"]
+        evaluated = info["eval_symbols"]
         self.out.print(
             f"run {info['run_dir']}: {info['train_symbols']:,} training and "
-            f"{info['val_symbols']:,} validation symbols, vocab {info['vocab_size']}, "
+            f"{info['val_symbols']:,} validation symbols"
+            + (f" (the first {evaluated:,} evaluated)" if evaluated < info["val_symbols"] else "")
+            + f", vocab {info['vocab_size']}, "
             f"{info['params']:,} parameters, {c.cell} {c.layers} x {c.hidden}, batch {c.batch} "
             f"x seq-len "
             f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
@@ -387,6 +398,8 @@ class RichObserver(training.Observer):
                 f", validation {record['val_loss']:.4f} nats/char "
                 f"({record['val_bpc']:.3f} bits/char)"
             )
+            if record["val_symbols"] < self.val_symbols:
+                line += f" over its first {record['val_symbols']:,} symbols"
         target = self.progress.console if self.progress else self.out
         target.print(line)
         if text:
@@ -626,14 +639,12 @@ def cmd_repl(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     run = checkpoint.load(args.run, args.checkpoint)
-    text = corpus.read_text(args.file, args.encoding)
-    ids = run.vocab.encode(text)
-    if len(ids) < 2:
-        raise CharRNNError(f"{args.file}: needs at least 2 symbols to evaluate")
-    nats = training.evaluate(run.model, ids)  # state carried: the chunk length does not matter
+    source = corpus.TextFile(args.file, args.encoding)
+    nats, predictions = training.evaluate_file(run.model, run.vocab, source)
     console().print(
         f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
-        f"over {len(ids) - 1:,} predictions"
+        f"over {predictions:,} predictions",
+        markup=False,
     )
     return 0
 

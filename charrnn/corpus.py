@@ -25,6 +25,9 @@ from charrnn.vocab import (
 )
 
 CHUNK_BYTES = 8 << 20  # a large file is read, decoded and encoded this many bytes at a time
+# Encoding a piece takes about 24 bytes per symbol at its peak (int64 lookups), so a text that
+# is only evaluated is read in smaller pieces: its memory then stays near 25 MB whatever its size.
+EVAL_CHUNK_BYTES = 1 << 20
 HEAD_BYTES = 1 << 20  # the id cache is keyed by size, mtime and the hash of this much head
 CACHE_IDS, CACHE_META = "corpus.ids.npy", "corpus.json"
 CACHE_VERSION = 1
@@ -341,3 +344,73 @@ def encode_file(
     save_json(cache_dir / CACHE_META, meta)
     ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
     return EncodedText(vocab, ids, meta["digest"])
+
+
+class IdFile:
+    """Ids in an anonymous temporary file (removed when closed, or when the process dies),
+    read back a slice at a time: a text larger than memory as a sequence of ids."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.file = tempfile.TemporaryFile(prefix="charrnn-ids-")  # noqa: SIM115  (close())
+        self.length = 0
+
+    def append(self, ids: np.ndarray) -> None:
+        self.file.seek(0, os.SEEK_END)
+        self.file.write(np.ascontiguousarray(ids, self.dtype).data)
+        self.length += len(ids)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        """The ids of a slice (step 1), read from the file."""
+        start, stop, step = key.indices(self.length)
+        if step != 1:
+            raise ValueError("an IdFile reads contiguous slices only")
+        size = self.dtype.itemsize
+        self.file.seek(start * size)
+        return np.frombuffer(self.file.read(max(stop - start, 0) * size), self.dtype)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> IdFile:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def encode_file_ids(source: TextFile, vocab: Vocab, chunk_bytes: int | None = None) -> IdFile:
+    """A file's ids in a given vocabulary, streamed into an IdFile: one pass, and memory
+    bounded by the piece size whatever the file's size. Symbols the vocabulary lacks raise
+    VocabError naming them (those of the first piece that has any)."""
+    path = source.path
+    try:
+        ids = IdFile(vocab.dtype)
+    except OSError as exc:
+        raise _no_temporary_room(path, exc) from None
+    try:
+        for piece, _ in text_pieces(path, source.encoding, chunk_bytes or EVAL_CHUNK_BYTES):
+            try:
+                piece_ids = vocab.encode(piece)
+            except VocabError as exc:
+                raise VocabError(f"{path}: {exc}") from None
+            try:
+                ids.append(piece_ids)
+            except OSError as exc:
+                raise _no_temporary_room(path, exc) from None
+        if not len(ids):
+            raise CorpusError(f"{path}: file holds no text")
+    except BaseException:
+        ids.close()
+        raise
+    return ids
+
+
+def _no_temporary_room(path: Path, exc: OSError) -> CorpusError:
+    return CorpusError(
+        f"{path}: cannot write its ids to a temporary file in {tempfile.gettempdir()} "
+        f"({exc.strerror or exc}); point TMPDIR at a directory with room"
+    )
