@@ -1,4 +1,5 @@
-"""A run directory's life: one writer at a time, and charrnn deletes only files it made there.
+"""A run directory's life: one writer at a time, its files (written and read back for a
+resume), and charrnn deletes only files it made there.
 
 `claim` holds an exclusive OS lock (`fcntl.flock` on `.charrnn.lock` inside the directory) for
 as long as a training process writes it. The kernel drops the lock with the process, even on
@@ -10,11 +11,16 @@ Readers (sample, eval, info, repl) take no lock: every file is published by an a
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
+from charrnn import checkpoint
 from charrnn.corpus import CACHE_IDS, CACHE_META
 from charrnn.errors import CheckpointError, RunInUseError
 
@@ -141,3 +147,54 @@ def discard_cache(run_dir: Path) -> None:
     """Remove the corpus id cache of a new run whose text proved unusable."""
     for name in CACHE_FILES:
         (run_dir / name).unlink(missing_ok=True)
+
+
+def save(
+    run_dir: Path,
+    arrays: dict[str, np.ndarray],
+    meta: dict,
+    resume_state: dict,
+    best: bool,
+    history: list[dict] | None,
+) -> None:
+    """Write a checkpoint: best.npz when it is the best so far, latest.npz (with what an exact
+    resume needs), config.json, and metrics.jsonl after an evaluation. Each file atomically."""
+    try:
+        if best:
+            checkpoint.save_npz(run_dir / "best.npz", arrays, meta)
+        checkpoint.save_npz(run_dir / "latest.npz", arrays, {**meta, **resume_state})
+        checkpoint.save_json(run_dir / "config.json", meta)
+        if history is not None:  # rewritten whole: a torn or lost line cannot stay behind
+            checkpoint.save_jsonl(run_dir / "metrics.jsonl", history)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write a checkpoint in {run_dir} ({exc.strerror or exc}); "
+            "the previous checkpoint is intact"
+        ) from None
+
+
+def load_resume_state(run_dir: Path) -> dict:
+    """Everything latest.npz holds for resuming: its metadata, arrays and evaluation history."""
+    path = checkpoint.checkpoint_path(run_dir, "latest")
+    meta = checkpoint.read_meta(path)
+    expected = checkpoint.model_arrays_expected(meta)
+    arrays = checkpoint.read_npz(path)
+    for name, (shape, dtype) in expected.items():
+        if name not in arrays or arrays[name].shape != shape or arrays[name].dtype != dtype:
+            raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
+    if "state/h" not in arrays:
+        raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
+    if isinstance(meta.get("history"), list):
+        history = [r for r in meta["history"] if isinstance(r, dict) and "step" in r]
+        return {"meta": meta, "arrays": arrays, "history": history}
+    history = []  # checkpoints written before the history moved into latest.npz
+    metrics_file = run_dir / "metrics.jsonl"
+    if metrics_file.exists():
+        for line in metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-append
+            if isinstance(record, dict) and record.get("step", math.inf) <= meta["step"]:
+                history.append(record)
+    return {"meta": meta, "arrays": arrays, "history": history}

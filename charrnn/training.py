@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -264,149 +263,227 @@ def _train(
     observer: Observer | None,
     stop: Callable[[], bool] | None,
 ) -> TrainResult:
-    observer = observer or Observer()
+    """The story of one run: start (or resume), steps with evaluations and checkpoints between
+    them, a last evaluation, and a save if anything stopped it early."""
     stop = stop or (lambda: False)
+    run = _Run(config, run_dir, observer or Observer(), stop)
+    run.start(text, source, resume)
+    interrupted = False
+    if run.stopped_in_evaluation():
+        interrupted = not run.evaluate()  # the last process stopped during this evaluation
+    while not interrupted and not run.done():
+        if stop():
+            interrupted = True
+            break
+        run.train_step()
+        if run.step % config.eval_every == 0:
+            interrupted = not run.evaluate()
+        elif run.step % (config.checkpoint_every or config.eval_every) == 0:
+            run.save(None)
+    if not interrupted and not run.evaluated_here():
+        interrupted = not run.evaluate()
+    if interrupted:
+        run.save(None)
+    return run.result(interrupted)
 
-    # 1. Where we start from: a fresh model, or everything the last checkpoint holds; and the
-    # text as ids. A new run whose text proves unusable leaves nothing behind.
-    state = _load_training_state(run_dir) if resume else None
-    if state is not None:
-        _check_same_training(config, state["meta"].get("train"), run_dir)
-    try:
-        encoded = _encode(text, config.unit, run_dir, state, observer, stop)
-        train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
-        streams = Streams(train_ids, config.batch, config.seq_len)
-    except (CharRNNError, KeyboardInterrupt):
-        if state is None:
-            rundir.discard_cache(run_dir)
-        raise
-    vocab, ids, digest = encoded.vocab, encoded.ids, encoded.digest
-    eval_ids = val_ids[: config.eval_symbols or EVAL_SYMBOLS]  # the same first ones every time
-    model = CharRNN(
-        len(vocab), config.hidden, seed=config.seed, cell=config.cell, layers=config.layers
-    )
-    optimizer = make_optimizer(config.optimizer, model.params)
-    sample_rng = np.random.default_rng(config.seed + 1)
-    h = model.zero_state(config.batch)
-    step, elapsed_before, history, window_losses = 0, 0.0, [], []
-    best = (math.inf, None)
-    if state is not None:
-        meta, arrays = state["meta"], state["arrays"]
+
+class _Run:
+    """A training run's state between its start and its last save: the data, the model and
+    optimizer, the counters and the evaluation history, with one method per phase."""
+
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, observer: Observer, stop: Callable[[], bool]
+    ) -> None:
+        self.config, self.run_dir, self.observer, self.stop = config, run_dir, observer, stop
+        self.step, self.elapsed_before, self.train_time = 0, 0.0, 0.0
+        self.history: list[dict] = []
+        self.window_losses: list[float] = []  # training losses since the last evaluation
+        self.best: tuple[float, int | None] = (math.inf, None)  # (val_loss, step)
+        self.resumed = False
+
+    # ---- start or resume ----------------------------------------------------------------------
+
+    def start(self, text: str | TextFile, source: dict | None, resume: bool) -> None:
+        """A fresh model, or everything the last checkpoint holds; and the text as ids. A new
+        run whose text proves unusable leaves nothing behind."""
+        config, run_dir = self.config, self.run_dir
+        saved = rundir.load_resume_state(run_dir) if resume else None
+        if saved is not None:
+            _check_same_training(config, saved["meta"].get("train"), run_dir)
+        try:
+            encoded = _encode(text, config.unit, run_dir, saved, self.observer, self.stop)
+            train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
+            self.streams = Streams(train_ids, config.batch, config.seq_len)
+        except (CharRNNError, KeyboardInterrupt):
+            if saved is None:
+                rundir.discard_cache(run_dir)
+            raise
+        self.vocab = encoded.vocab
+        self.eval_ids = val_ids[: config.eval_symbols or EVAL_SYMBOLS]  # the same first ones
+        self.model = CharRNN(
+            len(self.vocab), config.hidden, seed=config.seed, cell=config.cell, layers=config.layers
+        )
+        self.optimizer = make_optimizer(config.optimizer, self.model.params)
+        self.sample_rng = np.random.default_rng(config.seed + 1)
+        self.state = self.model.zero_state(config.batch)  # (L, S, B, H), carried across chunks
+        if saved is not None:
+            self._restore(saved)
+        self.meta = {
+            "format": checkpoint.FORMAT,
+            "format_version": checkpoint.FORMAT_VERSION,
+            "model": {
+                "cell": self.model.cell,
+                "layers": self.model.layers,
+                "vocab_size": len(self.vocab),
+                "hidden_size": config.hidden,
+                "dtype": self.model.dtype.name,
+            },
+            "vocab": self.vocab.to_json(),
+            "train": dataclasses.asdict(config),
+            "corpus": {
+                **(source or {}),
+                "symbols": len(encoded.ids),
+                "train_symbols": len(train_ids),
+                "val_symbols": len(val_ids),
+                "sha256": encoded.digest,
+            },
+        }
+        self.first_step, self.started = self.step, time.perf_counter()
+        self.observer.on_start(
+            {
+                "run_dir": run_dir,
+                "vocab_size": len(self.vocab),
+                "train_symbols": len(train_ids),
+                "val_symbols": len(val_ids),
+                "eval_symbols": len(self.eval_ids),
+                "params": sum(p.size for p in self.model.params.values()),
+                "chunks_per_epoch": self.streams.chunks_per_epoch,
+                "step": self.step,
+                "config": config,
+            }
+        )
+
+    def _restore(self, saved: dict) -> None:
+        """Weights, optimizer state, carried state, counters and generators from latest.npz."""
+        meta, arrays, model = saved["meta"], saved["arrays"], self.model
+        B = self.config.batch
         try:
             model.params = {k: arrays[f"param/{k}"] for k in model.params}
-            optimizer = make_optimizer(config.optimizer, model.params)
-            optimizer.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-            h = arrays["state/h"]
-            if h.shape == (config.batch, config.hidden) and model.state_size == model.layers == 1:
-                h = h.reshape(model.state_shape(config.batch))  # written by 0.1 as (B, H)
-            if h.shape != model.state_shape(config.batch):
+            self.optimizer = make_optimizer(self.config.optimizer, model.params)
+            self.optimizer.load_state_dict(
+                {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+            )
+            state = arrays["state/h"]
+            if state.shape == (B, model.hidden_size) and model.state_size == model.layers == 1:
+                state = state.reshape(model.state_shape(B))  # written by 0.1 as (B, H)
+            if state.shape != model.state_shape(B):
                 raise ValueError(
-                    f"carried state is {list(h.shape)}, not {list(model.state_shape(config.batch))}"
+                    f"carried state is {list(state.shape)}, not {list(model.state_shape(B))}"
                 )
-            step, elapsed_before = meta["step"], meta["elapsed"]
-            history = state["history"]
-            window_losses = [float(x) for x in meta.get("train_window", [])]
-            sample_rng.bit_generator.state = meta["sample_rng"]
+            self.state = state
+            self.step, self.elapsed_before = meta["step"], meta["elapsed"]
+            self.history = saved["history"]
+            self.window_losses = [float(x) for x in meta.get("train_window", [])]
+            self.sample_rng.bit_generator.state = meta["sample_rng"]
             metrics = meta["metrics"]
-            best = (metrics.get("best_val_loss") or math.inf, metrics.get("best_step"))
+            self.best = (metrics.get("best_val_loss") or math.inf, metrics.get("best_step"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
-                f"{run_dir / 'latest.npz'}: training state is damaged, cannot resume "
+                f"{self.run_dir / 'latest.npz'}: training state is damaged, cannot resume "
                 f"({type(exc).__name__}: {exc})"
             ) from None
+        self.resumed = True
 
-    meta = {
-        "format": checkpoint.FORMAT,
-        "format_version": checkpoint.FORMAT_VERSION,
-        "model": {
-            "cell": model.cell,
-            "layers": model.layers,
-            "vocab_size": len(vocab),
-            "hidden_size": config.hidden,
-            "dtype": model.dtype.name,
-        },
-        "vocab": vocab.to_json(),
-        "train": dataclasses.asdict(config),
-        "corpus": {
-            **(source or {}),
-            "symbols": len(ids),
-            "train_symbols": len(train_ids),
-            "val_symbols": len(val_ids),
-            "sha256": digest,
-        },
-    }
-    checkpoint_every = config.checkpoint_every or config.eval_every
-    observer.on_start(
-        {
-            "run_dir": run_dir,
-            "vocab_size": len(vocab),
-            "train_symbols": len(train_ids),
-            "val_symbols": len(val_ids),
-            "eval_symbols": len(eval_ids),
-            "params": sum(p.size for p in model.params.values()),
-            "chunks_per_epoch": streams.chunks_per_epoch,
-            "step": step,
-            "config": config,
-        }
-    )
+    # ---- where the run stands -----------------------------------------------------------------
 
-    started = time.perf_counter()
-    chars_per_step = config.batch * config.seq_len
-    train_time = 0.0
-    interrupted = False
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - started
+    def progress(self) -> float:
+        """The share of the step or time budget used."""
+        if self.config.steps is not None:
+            return self.step / self.config.steps
+        return self.elapsed() / (self.config.minutes * 60) if self.config.minutes else 0.0
 
-    def progress() -> float:
-        if config.steps is not None:
-            return step / config.steps
-        return elapsed() / (config.minutes * 60) if config.minutes else 0.0
+    def done(self) -> bool:
+        if self.config.steps is not None:
+            return self.step >= self.config.steps
+        return self.config.minutes is not None and self.elapsed() >= self.config.minutes * 60
 
-    def save(record: dict | None) -> None:
-        metrics = {"best_val_loss": None if best[1] is None else best[0], "best_step": best[1]}
-        if record:
-            metrics.update(record)
-        full = {
-            **meta,
-            "step": step,
-            "elapsed": elapsed(),
-            "metrics": metrics,
-            "sample_rng": sample_rng.bit_generator.state,
-        }
-        # For an exact resume, also the evaluations so far and the losses since the last one.
-        resume_state = {"history": history, "train_window": window_losses}
-        arrays = {f"param/{k}": v for k, v in model.params.items()}
-        arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
-        arrays["state/h"] = h
-        try:
-            if record is not None and record.get("val_loss") == best[0] and best[1] == step:
-                checkpoint.save_npz(run_dir / "best.npz", arrays, full)
-            checkpoint.save_npz(run_dir / "latest.npz", arrays, {**full, **resume_state})
-            checkpoint.save_json(run_dir / "config.json", full)
-            if record is not None:  # rewritten whole: a torn or lost line cannot stay behind
-                checkpoint.save_jsonl(run_dir / "metrics.jsonl", history)
-        except OSError as exc:
-            raise CheckpointError(
-                f"cannot write a checkpoint in {run_dir} ({exc.strerror or exc}); "
-                "the previous checkpoint is intact"
-            ) from None
-        observer.on_checkpoint(run_dir / "latest.npz")
+    def chars_per_sec(self) -> float:
+        chars = self.config.batch * self.config.seq_len * (self.step - self.first_step)
+        return chars / max(self.train_time, 1e-9)
 
-    def evaluate_and_save() -> bool:
+    def evaluated_here(self) -> bool:
+        return bool(self.history) and self.history[-1]["step"] == self.step
+
+    def stopped_in_evaluation(self) -> bool:
+        """A resumed run whose last process stopped during an evaluation redoes it first."""
+        due = self.step and self.step % self.config.eval_every == 0
+        return self.resumed and bool(due) and not self.evaluated_here()
+
+    # ---- one training step --------------------------------------------------------------------
+
+    def train_step(self) -> None:
+        """Forward and backward over the next chunk of every stream, clip, update."""
+        config, model = self.config, self.model
+        tick = time.perf_counter()
+        if self.streams.starts_epoch(self.step):
+            self.state = model.zero_state(config.batch)
+        inputs, targets = self.streams.chunk(self.step)
+        keep, hh_keep = self._masks(inputs.size)
+        loss, grads, state_next = model.loss_and_grads(
+            inputs, targets, self.state, keep=keep, hh_keep=hh_keep
+        )
+        grad_norm = clip_grad_norm(grads, config.clip)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise DivergenceError(
+                f"training diverged at step {self.step + 1}: loss {loss}, gradient norm "
+                f"{grad_norm}; lower --lr (now {config.lr:g}); checkpoints on disk are the last "
+                "good ones"
+            )
+        lr = learning_rate(config, self.step, self.progress())
+        self.optimizer.step(model.params, grads, lr)
+        self.state = state_next
+        self.step += 1
+        self.train_time += time.perf_counter() - tick
+        self.window_losses.append(loss)
+        stats = StepStats(
+            self.step, loss, lr, grad_norm, self.chars_per_sec(), self.elapsed(), self.progress()
+        )
+        self.observer.on_step(stats)
+
+    def _masks(self, positions: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """This step's dropout (L*TB, H) and weight-drop (L*H, G*H) scales, or None: drawn
+        from a generator seeded by the step, so a resume draws the same ones."""
+        config, model = self.config, self.model
+        if not (config.dropout or config.weight_drop):
+            return None, None
+        rng = np.random.default_rng([config.seed, DROPOUT_STREAM, self.step])
+        L, H, GH = config.layers, config.hidden, model.gates * config.hidden
+        keep = hh_keep = None
+        if config.dropout:
+            keep = dropout_keep(config.dropout, (L * positions, H), rng, model.dtype)
+        if config.weight_drop:
+            hh_keep = dropout_keep(config.weight_drop, (L * H, GH), rng, model.dtype)
+        return keep, hh_keep
+
+    # ---- evaluate -----------------------------------------------------------------------------
+
+    def evaluate(self) -> bool:
         """Evaluate, sample, record and checkpoint; False (and nothing recorded) if `stop`
         interrupted it, so that a resume redoes this evaluation exactly."""
-        nonlocal best, window_losses
+        config, step = self.config, self.step
         record = {
             "step": step,
-            "elapsed": round(elapsed(), 3),
-            "lr": learning_rate(config, max(step - 1, 0), progress()),
-            "train_loss": float(np.mean(window_losses)) if window_losses else None,
-            "chars_per_sec": chars_per_step * (step - first_step) / max(train_time, 1e-9),
+            "elapsed": round(self.elapsed(), 3),
+            "lr": learning_rate(config, max(step - 1, 0), self.progress()),
+            "train_loss": float(np.mean(self.window_losses)) if self.window_losses else None,
+            "chars_per_sec": self.chars_per_sec(),
         }
-        new_best = best
-        if len(eval_ids) > 1:
-            val_loss = evaluate(model, eval_ids, config.seq_len, stop=stop)
+        new_best = self.best
+        if len(self.eval_ids) > 1:
+            val_loss = evaluate(self.model, self.eval_ids, config.seq_len, stop=self.stop)
             if val_loss is None:
                 return False
             if not math.isfinite(val_loss):
@@ -415,94 +492,77 @@ def _train(
                     f"(now {config.lr:g}); checkpoints on disk are the last good ones"
                 )
             record["val_loss"], record["val_bpc"] = val_loss, val_loss / LN2
-            record["val_symbols"] = len(eval_ids)
-            if val_loss < best[0]:
+            record["val_symbols"] = len(self.eval_ids)
+            if val_loss < self.best[0]:
                 new_best = (val_loss, step)
         if record["train_loss"] is not None:
             record["train_bpc"] = record["train_loss"] / LN2
         sample_ids = []
         if config.sample_length:
-            rng_before = sample_rng.bit_generator.state
+            rng_before = self.sample_rng.bit_generator.state
             sampler = Sampler(config.sample_temperature)
-            sampler.rng = sample_rng
-            for ids_t in generate_ids(model, vocab, "", config.sample_length, 1, sampler):
-                if stop():
-                    sample_rng.bit_generator.state = rng_before
+            sampler.rng = self.sample_rng
+            for ids_t in generate_ids(self.model, self.vocab, "", config.sample_length, 1, sampler):
+                if self.stop():
+                    self.sample_rng.bit_generator.state = rng_before
                     return False
                 sample_ids.append(ids_t)
-        best = new_best
-        window_losses = []
-        history.append(record)
-        save(record)
-        sample = vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
-        observer.on_eval(record, sample)
+        self.best = new_best
+        self.window_losses = []
+        self.history.append(record)
+        self.save(record)
+        sample = self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
+        self.observer.on_eval(record, sample)
         return True
 
-    first_step = step
-    evaluated = bool(history) and history[-1]["step"] == step
-    if state is not None and step and step % config.eval_every == 0 and not evaluated:
-        interrupted = not evaluate_and_save()  # the last run stopped during this evaluation
-    while not interrupted and not _done(config, step, elapsed()):
-        if stop():
-            interrupted = True
-            break
-        tick = time.perf_counter()
-        if streams.starts_epoch(step):
-            h = model.zero_state(config.batch)
-        inputs, targets = streams.chunk(step)
-        keep = hh_keep = None
-        if config.dropout or config.weight_drop:  # a generator per step: exact on resume
-            masks_rng = np.random.default_rng([config.seed, DROPOUT_STREAM, step])
-            L, H, GH = config.layers, config.hidden, model.gates * config.hidden
-            if config.dropout:  # every layer's output, (L*TB, H)
-                keep = dropout_keep(config.dropout, (L * inputs.size, H), masks_rng, model.dtype)
-            if config.weight_drop:  # every layer's W_hh, (L*H, GH)
-                hh_keep = dropout_keep(config.weight_drop, (L * H, GH), masks_rng, model.dtype)
-        loss, grads, h_next = model.loss_and_grads(inputs, targets, h, keep=keep, hh_keep=hh_keep)
-        grad_norm = clip_grad_norm(grads, config.clip)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise DivergenceError(
-                f"training diverged at step {step + 1}: loss {loss}, gradient norm {grad_norm}; "
-                f"lower --lr (now {config.lr:g}); checkpoints on disk are the last good ones"
-            )
-        lr = learning_rate(config, step, progress())
-        optimizer.step(model.params, grads, lr)
-        h = h_next
-        step += 1
-        train_time += time.perf_counter() - tick
-        window_losses.append(loss)
-        observer.on_step(
-            StepStats(
-                step,
-                loss,
-                lr,
-                grad_norm,
-                chars_per_step * (step - first_step) / max(train_time, 1e-9),
-                elapsed(),
-                progress(),
-            )
+    # ---- save ---------------------------------------------------------------------------------
+
+    def save(self, record: dict | None) -> None:
+        """Checkpoint the run (after an evaluation, its record too) into the run directory."""
+        best_loss, best_step = self.best
+        metrics = {
+            "best_val_loss": None if best_step is None else best_loss,
+            "best_step": best_step,
+        }
+        if record:
+            metrics.update(record)
+        meta = {
+            **self.meta,
+            "step": self.step,
+            "elapsed": self.elapsed(),
+            "metrics": metrics,
+            "sample_rng": self.sample_rng.bit_generator.state,
+        }
+        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
+        arrays["state/h"] = self.state
+        new_best = record is not None and record.get("val_loss") == best_loss
+        rundir.save(
+            self.run_dir,
+            arrays,
+            meta,
+            # For an exact resume, also the evaluations so far and the losses since the last.
+            resume_state={"history": self.history, "train_window": self.window_losses},
+            best=new_best and best_step == self.step,
+            history=self.history if record is not None else None,
         )
-        if step % config.eval_every == 0:
-            interrupted = not evaluate_and_save()
-        elif step % checkpoint_every == 0:
-            save(None)
-    if not interrupted and (not history or history[-1]["step"] != step):
-        interrupted = not evaluate_and_save()
-    if interrupted:
-        save(None)
-    last = history[-1] if history else {}
-    return TrainResult(
-        run_dir=run_dir,
-        step=step,
-        elapsed=elapsed(),
-        train_loss=last.get("train_loss"),
-        val_loss=last.get("val_loss"),
-        best_val_loss=None if best[1] is None else best[0],
-        best_step=best[1],
-        chars_per_sec=chars_per_step * (step - first_step) / max(train_time, 1e-9),
-        interrupted=interrupted,
-        history=history,
-    )
+        self.observer.on_checkpoint(self.run_dir / "latest.npz")
+
+    def result(self, interrupted: bool) -> TrainResult:
+        last = self.history[-1] if self.history else {}
+        best_loss, best_step = self.best
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.step,
+            elapsed=self.elapsed(),
+            train_loss=last.get("train_loss"),
+            val_loss=last.get("val_loss"),
+            best_val_loss=None if best_step is None else best_loss,
+            best_step=best_step,
+            chars_per_sec=self.chars_per_sec(),
+            interrupted=interrupted,
+            history=self.history,
+        )
 
 
 def _encode(
@@ -559,12 +619,6 @@ def _digest(state: dict) -> str | None:
     return corpus.get("sha256") if isinstance(corpus, dict) else None
 
 
-def _done(config: TrainConfig, step: int, elapsed: float) -> bool:
-    if config.steps is not None:
-        return step >= config.steps
-    return config.minutes is not None and elapsed >= config.minutes * 60
-
-
 def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     """The TrainConfig and corpus description of an existing run, from its latest.npz."""
     meta = checkpoint.read_meta(checkpoint.checkpoint_path(run_dir, "latest"))
@@ -574,30 +628,3 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     except (TypeError, ConfigError, KeyError) as exc:
         raise CheckpointError(f"{run_dir}: bad training config in checkpoint ({exc})") from None
     return config, meta.get("corpus", {})
-
-
-def _load_training_state(run_dir: Path) -> dict:
-    """Everything latest.npz holds for resuming."""
-    path = checkpoint.checkpoint_path(run_dir, "latest")
-    meta = checkpoint.read_meta(path)
-    expected = checkpoint.model_arrays_expected(meta)
-    arrays = checkpoint.read_npz(path)
-    for name, (shape, dtype) in expected.items():
-        if name not in arrays or arrays[name].shape != shape or arrays[name].dtype != dtype:
-            raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
-    if "state/h" not in arrays:
-        raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
-    if isinstance(meta.get("history"), list):
-        history = [r for r in meta["history"] if isinstance(r, dict) and "step" in r]
-        return {"meta": meta, "arrays": arrays, "history": history}
-    history = []  # checkpoints written before the history moved into latest.npz
-    metrics_file = run_dir / "metrics.jsonl"
-    if metrics_file.exists():
-        for line in metrics_file.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash mid-append
-            if isinstance(record, dict) and record.get("step", math.inf) <= meta["step"]:
-                history.append(record)
-    return {"meta": meta, "arrays": arrays, "history": history}
