@@ -270,3 +270,25 @@ def test_01_run_resumes(run_01):
     meta = read_meta(run_01 / "latest.npz")
     assert meta["step"] == 9 and meta["format_version"] == 2 and meta["model"]["layers"] == 1
     assert read_npz(run_01 / "latest.npz")["state/h"].shape == (1, 1, 4, 8)
+
+
+def test_repl_continues_a_gru_stack_as_sample_does(tmp_path):
+    """`charrnn repl` on a 2-layer GRU through a pseudo-terminal: the greedy continuation of
+    the user's text is what `generate` gives for the same prime, and it is the learned text."""
+    from test_repl import Session
+
+    corpus, run = tmp_path / "fox.txt", tmp_path / "run"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    args = ("--hidden", "32", "--batch", "8", "--seq-len", "25", "--lr", "0.01", "--steps", "300")
+    args += ("--weight-drop", "0", "--val-fraction", "0", "--sample-length", "0", "--out", run)
+    assert run_cli("train", corpus, "--cell", "gru", "--layers", "2", *args).returncode == 0
+    loaded = charrnn.load(run, "latest")
+    expected = "".join(charrnn.generate(loaded.model, loaded.vocab, "the ", 40, temperature=0))
+    assert expected.startswith("quick brown fox jumps")
+    session = Session(run, "--temperature", "0", "--length", "40", "--checkpoint", "latest")
+    try:
+        assert session.send("the ") == expected + "\n"
+        session.child.sendline(":quit")
+        assert session.finish() == 0
+    finally:
+        session.kill()
