@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
+import io
 import json
 import os
+import sysconfig
 import tempfile
+import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import regex
 
+from charrnn import download
 from charrnn.checkpoint import save_json
 from charrnn.errors import CorpusError, VocabError
 from charrnn.vocab import (
@@ -43,10 +48,62 @@ def _python_docs() -> str:
     return "\n\n".join(topics[name].strip("\n") for name in sorted(topics)) + "\n"
 
 
+SHAKESPEARE = Path(__file__).parent / "data" / "tinyshakespeare.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def _shakespeare() -> str:
+    return SHAKESPEARE.read_text(encoding="utf-8")
+
+
+# Left out of python-source: test suites, codec tables (encodings), the help prose that is
+# python-docs (pydoc_data), and installed third-party packages.
+SOURCE_SKIP_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
+SOURCE_SKIP_TOP = {"encodings", "pydoc_data"}
+
+
+@functools.lru_cache(maxsize=2)
+def python_source(root: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """The standard library's `.py` files under `root` (default: this Python's), in path order,
+    each after a `# ==> PATH <==` line and decoded with the encoding it declares (PEP 263);
+    also the paths of files skipped because they do not decode."""
+    base = Path(root or sysconfig.get_paths()["stdlib"])
+    files = []
+    for folder, dirs, names in os.walk(base):
+        top = Path(folder) == base
+        dirs[:] = [
+            d for d in dirs if d not in SOURCE_SKIP_DIRS and not (top and d in SOURCE_SKIP_TOP)
+        ]
+        files += [Path(folder, n).relative_to(base).as_posix() for n in names if n.endswith(".py")]
+    parts, skipped = [], []
+    for name in sorted(files):
+        try:
+            data = (base / name).read_bytes()
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+            text = data.decode(encoding).removeprefix("\ufeff")
+            text.encode("utf-8")  # no lone surrogates
+        except (OSError, SyntaxError, LookupError, UnicodeError):
+            skipped.append(name)
+            continue
+        parts.append(f"# ==> {name} <==\n{text}" + ("" if text.endswith("\n") else "\n"))
+    if not parts:
+        raise CorpusError(f"{base}: no readable .py files for the python-source corpus")
+    return "".join(parts), tuple(skipped)
+
+
 BUILTIN = {
     "python-docs": (
         "The Python language reference prose that ships with CPython (pydoc_data.topics).",
         _python_docs,
+    ),
+    "shakespeare": (
+        "tinyshakespeare: 40,000 lines of Shakespeare's plays, the classic char-rnn corpus.",
+        _shakespeare,
+    ),
+    "python-source": (
+        "This Python's standard library .py files, one after another with a header line each "
+        "(tests, encodings and pydoc_data left out).",
+        lambda: python_source()[0],
     ),
 }
 DEFAULT_CORPUS = "python-docs"
@@ -61,6 +118,16 @@ def builtin_corpus(name: str) -> str:
             f"no built-in corpus {name!r}; built-ins: {', '.join(sorted(BUILTIN))}"
         ) from None
     return load()
+
+
+def downloaded_corpus(entry: download.Entry, progress: download.Progress | None = None) -> str:
+    """The cleaned text of a catalogue corpus, downloading (and verifying) it first unless it
+    is cached."""
+    path = download.fetch(entry, progress)
+    try:
+        return download.clean_text(entry, path.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
 
 
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
@@ -86,15 +153,31 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
 
 
 def load_corpus(
-    path: str | os.PathLike | None = None, name: str | None = None, encoding: str = "utf-8"
+    path: str | os.PathLike | None = None,
+    name: str | None = None,
+    encoding: str = "utf-8",
+    progress: download.Progress | None = None,
 ) -> tuple[str | TextFile, dict]:
-    """What to train on (a built-in corpus's text, or a file to stream) and a JSON description
-    of where it came from (for resuming)."""
+    """What to train on and a JSON description of where it came from (for resuming): a
+    built-in corpus's text, a catalogue corpus's (downloaded on first use), or a file (or
+    the cached download of a URL) to stream."""
     if path is not None and name is not None:
         raise CorpusError("give a FILE or --corpus NAME, not both")
     if path is None:
         name = name or DEFAULT_CORPUS
-        return builtin_corpus(name), {"builtin": name}
+        if name in BUILTIN:
+            return builtin_corpus(name), {"builtin": name}
+        entries = download.catalogue()
+        if name not in entries:
+            raise CorpusError(
+                f"no corpus {name!r}; built-ins: {', '.join(sorted(BUILTIN))}; "
+                f"downloads: {', '.join(sorted(entries))} (see `charrnn corpora`)"
+            )
+        return downloaded_corpus(entries[name], progress), {"download": name}
+    if download.is_url(str(path)):
+        cached = download.fetch(download.url_entry(str(path)), progress)
+        check_file(cached, encoding)
+        return TextFile(cached, encoding), {"url": str(path), "encoding": encoding}
     check_file(path, encoding)
     return TextFile(Path(path), encoding), {"path": str(Path(path).resolve()), "encoding": encoding}
 

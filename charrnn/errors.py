@@ -27,3 +27,7 @@ class DivergenceError(CharRNNError):
 
 class RunInUseError(CheckpointError):
     """Another charrnn process is training in the run directory: one writer at a time."""
+
+
+class DownloadError(CharRNNError):
+    """A corpus could not be downloaded: offline, an HTTP error, a hash mismatch, a full disk."""
