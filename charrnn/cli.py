@@ -32,7 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from charrnn import __version__, checkpoint, corpus, sample, training
+from charrnn import __version__, checkpoint, corpus, download, sample, training
 from charrnn.cells import CELLS
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.model import MAX_LAYERS
@@ -92,8 +92,15 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("train", help="train a model on a text file or a built-in corpus")
-    p.add_argument("file", nargs="?", help="UTF-8 text file (default: the python-docs corpus)")
-    p.add_argument("--corpus", metavar="NAME", help="built-in corpus (see `charrnn corpora`)")
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="UTF-8 text file, or an http(s) URL downloaded once into the cache "
+        "(default: the python-docs corpus)",
+    )
+    p.add_argument(
+        "--corpus", metavar="NAME", help="built-in or downloadable corpus (see `charrnn corpora`)"
+    )
     p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
@@ -211,8 +218,12 @@ def build_parser() -> Parser:
     p.add_argument("run", type=Path)
     p.set_defaults(func=cmd_info)
 
-    p = commands.add_parser("corpora", help="list the built-in corpora")
+    p = commands.add_parser("corpora", help="list the built-in and downloadable corpora")
     p.set_defaults(func=cmd_corpora)
+    actions = p.add_subparsers(dest="action", parser_class=Parser)
+    fetch = actions.add_parser("fetch", help="download a corpus into the cache and verify it")
+    fetch.add_argument("name", metavar="NAME", help="a corpus of `charrnn corpora`, or a URL")
+    fetch.set_defaults(func=cmd_fetch)
     return parser
 
 
@@ -417,6 +428,66 @@ class RichObserver(training.Observer):
                 bar.stop()
 
 
+class DownloadProgress:
+    """A download's bar (bytes, speed, ETA) on a terminal; a line each tenth elsewhere."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.bar: Progress | None = None
+        self.task = None
+        self.logged: tuple[str, int] | None = None
+
+    def __call__(self, what: str, done: int, total: int | None) -> None:
+        if what.startswith("retrying"):
+            self.stop()
+            self.out.print(what, markup=False)
+            return
+        if self.out.is_terminal:
+            if self.bar is None:
+                self.bar = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.out,
+                )
+                self.bar.start()
+                self.task = self.bar.add_task(escape(what), total=total)
+            self.bar.update(self.task, completed=done, total=total)
+        else:
+            step = 10 * done // total if total else done >> 23  # tenths, or every 8 MiB
+            if (what, step) != self.logged:
+                self.logged = (what, step)
+                of = f" of {total / 2**20:,.1f}" if total else ""
+                self.out.print(f"{what}: {done / 2**20:,.1f}{of} MiB", markup=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def load_text(
+    out: Console, file: str | None = None, name: str | None = None, encoding: str = "utf-8"
+) -> tuple[str | corpus.TextFile, dict]:
+    """load_corpus with a download bar, and a word about python-source files left out."""
+    bar = DownloadProgress(out)
+    try:
+        text, source = corpus.load_corpus(file, name, encoding, progress=bar)
+    finally:
+        bar.stop()
+    if source.get("builtin") == "python-source":
+        skipped = corpus.python_source()[1]
+        if skipped:
+            out.print(
+                f"python-source: skipped {len(skipped)} file(s) that do not decode: "
+                + ", ".join(skipped),
+                markup=False,
+            )
+    return text, source
+
+
 def make_run_dir() -> Path:
     """A new, empty runs/<timestamp>; `link_latest` points runs/latest at it once it starts."""
     runs = Path("runs")
@@ -463,25 +534,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         for k in RESUMABLE & given.keys() - {"steps", "minutes"}:
             setattr(config, k, given[k])
         if args.file is None and args.corpus is None:
-            if "builtin" in source:
-                text, source = corpus.load_corpus(name=source["builtin"])
-            elif "path" in source:
-                text, source = corpus.load_corpus(
-                    source["path"], encoding=source.get("encoding", "utf-8")
+            if "builtin" in source or "download" in source:
+                text, source = load_text(out, name=source.get("builtin") or source["download"])
+            elif "path" in source or "url" in source:
+                text, source = load_text(
+                    out,
+                    source.get("path") or source["url"],
+                    encoding=source.get("encoding", "utf-8"),
                 )
             else:
                 raise ConfigError(
                     f"{args.resume}: the run does not say what it trained on; give FILE"
                 )
         else:
-            text, source = corpus.load_corpus(args.file, args.corpus, args.encoding)
+            text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.resume
     else:
         config = training.TrainConfig(**given)
         if config.steps is None and config.minutes is None:
             config.minutes = DEFAULT_MINUTES
         config.check()
-        text, source = corpus.load_corpus(args.file, args.corpus, args.encoding)
+        text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()
     fresh = args.resume is None and args.out is None
 
@@ -682,13 +755,59 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_corpora(args: argparse.Namespace) -> int:
+    out = console()
     table = Table(title="built-in corpora", title_justify="left")
     table.add_column("name")
     table.add_column("characters", justify="right")
     table.add_column("what it is")
     for name, (description, load) in sorted(corpus.BUILTIN.items()):
         table.add_row(name, f"{len(load()):,}", description)
-    console().print(table)
+    out.print(table)
+
+    table = Table(
+        title=escape(f"downloadable corpora (cache {download.cache_dir()})"), title_justify="left"
+    )
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    table.add_column("cached")
+    table.add_column("sha256")
+    table.add_column("licence")
+    table.add_column("what it is")
+    for name, entry in sorted(download.catalogue().items()):
+        table.add_row(
+            name,
+            "-" if entry.size is None else f"{entry.size / 1e6:.1f} MB",
+            "yes" if download.cached_path(entry).is_file() else "no",
+            "pinned" if entry.sha256 else "on first use",
+            escape(entry.licence),
+            escape(entry.description),
+        )
+    out.print(table)
+    out.print("train on one with: charrnn train --corpus NAME", markup=False)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    out = console()
+    if download.is_url(args.name):
+        entry = download.url_entry(args.name)
+    else:
+        entries = download.catalogue()
+        if args.name not in entries:
+            builtin = " (it is built in: no download needed)" if args.name in corpus.BUILTIN else ""
+            raise ConfigError(
+                f"no downloadable corpus {args.name!r}{builtin}; "
+                f"downloads: {', '.join(sorted(entries))}"
+            )
+        entry = entries[args.name]
+    bar = DownloadProgress(out)
+    try:
+        path = download.fetch(entry, bar)
+    finally:
+        bar.stop()
+    if not download.is_url(args.name):
+        corpus.downloaded_corpus(entry)  # the cleaning rule applies: fail now, not when training
+    out.print(f"{args.name}: cached in {path}", markup=False)
     return 0
 
 
