@@ -10,6 +10,7 @@ from charrnn.errors import (
     ConfigError,
     CorpusError,
     DivergenceError,
+    DownloadError,
     RunInUseError,
     VocabError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "CorpusError",
     "DivergenceError",
+    "DownloadError",
     "Run",
     "RunInUseError",
     "Sampler",

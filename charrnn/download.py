@@ -233,7 +233,7 @@ def _attempt(
         total = offset + length if length is not None else None
         if total is not None and total > max_bytes:
             raise DownloadError(
-                f"{url}: {total:,} bytes is over the limit of {max_bytes:,} for a corpus"
+                f"{url}: {total:,} bytes, over the limit of {max_bytes:,} bytes for a corpus"
             )
         what = f"downloading {entry.name}"
         done = offset

@@ -109,7 +109,7 @@ def test_builtin_python_docs():
 def test_unknown_builtin():
     """An unknown built-in name is a CorpusError listing the built-ins."""
     with pytest.raises(CorpusError, match="python-docs"):
-        builtin_corpus("shakespeare")
+        builtin_corpus("klingon")
 
 
 @pytest.mark.parametrize(
