@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn import __version__
-from charrnn.checkpoint import atomic_write_bytes
+from charrnn.checkpoint import atomic_write_bytes, fsync_dir
 from charrnn.errors import DownloadError
 
 try:
@@ -310,6 +310,7 @@ def fetch(
                 _verify(entry, part, cache)
                 try:
                     os.replace(part, dest)
+                    fsync_dir(dest.parent)
                 except OSError as exc:
                     raise _disk_error(dest, exc) from None
                 return dest
