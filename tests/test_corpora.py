@@ -394,6 +394,8 @@ def test_cli_train_fetches_on_first_use(catalogue, cache, tmp_path):
     proc = run_cli("train", "--corpus", "book", *args, "--out", tmp_path / "a", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "a" / "config.json").read_text())["corpus"]["download"] == "book"
+    proc = run_cli("train", "--resume", tmp_path / "a", "--steps", "3", timeout=120)
+    assert proc.returncode == 0, proc.stderr  # the run knows which download it trained on
     url = catalogue.read_text().split('"urls": ["')[1].split('"')[0].replace("gutenberg", "ok")
     proc = run_cli("train", url, *args, "--out", tmp_path / "b", timeout=120)
     assert proc.returncode == 0, proc.stderr
