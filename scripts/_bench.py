@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -28,6 +29,41 @@ def set_threads(n: int) -> None:
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def blas_info() -> str:
+    """Which BLAS NumPy runs in this process and with which kernels, from threadpoolctl's
+    `threadpool_info()` when it imports (`pip install threadpoolctl`, for benchmarks only),
+    else from `numpy.show_runtime()` (which prints the same table when threadpoolctl exists
+    and otherwise only NumPy's SIMD extensions)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        import contextlib
+        import io
+
+        import numpy as np
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            np.show_runtime()
+        simd = re.search(r"'simd_extensions': (\{.*?\})", out.getvalue(), re.S)
+        config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return (
+            f"numpy {np.__version__}: BLAS {config.get('name')} {config.get('version')} "
+            f"(threadpoolctl not importable: kernel unknown); numpy.show_runtime() SIMD "
+            + (" ".join(simd.group(1).split()) if simd else "unknown")
+        )
+    import numpy as np
+
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return f"numpy {np.__version__}: no BLAS found by threadpoolctl"
+    return f"numpy {np.__version__}: " + "; ".join(
+        f"{p['internal_api']} {p.get('version')} {p.get('architecture') or ''} kernels, "
+        f"{p.get('threading_layer') or ''} threading, {p['num_threads']} threads"
+        for p in pools
+    )
 
 
 def torch_available() -> bool:

@@ -1,10 +1,12 @@
 """Sampling speed: characters per second from `charrnn.generate` / `generate_many` at H 512,
-one stream and 64 streams at once, against the eager per-step loop a PyTorch user would write.
+one stream and 64 streams at once, against the eager per-step loop a PyTorch user would write
+over the same model (nn.RNN, nn.LSTM or nn.GRU of L layers, one-hot input, nn.Linear).
 
 Both run in worker processes in alternating rounds (same thread count); printed are median
-chars/s, ratios, and each worker's peak RSS.
+chars/s, ratios, each worker's peak RSS, its parameter count and the BLAS it ran.
 
     python scripts/bench_sample.py
+    python scripts/bench_sample.py --cell lstm --layers 2
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def charrnn_worker(opts: dict) -> dict:
 
     _, V = _bench.corpus_ids()
     vocab = Vocab([chr(33 + i) for i in range(V)])
-    model = CharRNN(V, opts["hidden"], seed=0)
+    model = CharRNN(V, opts["hidden"], seed=0, cell=opts["cell"], layers=opts["layers"])
 
     def run(num: int, length: int) -> dict:
         start = time.perf_counter()
@@ -33,23 +35,37 @@ def charrnn_worker(opts: dict) -> dict:
         assert len(text) == num * length
         return {"chars_per_sec": num * length / elapsed}
 
-    return {"run": run}
+    def info() -> dict:
+        return {
+            "params": f"{sum(p.size for p in model.params.values()):,}",
+            "blas": _bench.blas_info(),
+        }
+
+    return {"run": run, "info": info}
 
 
 def torch_worker(opts: dict) -> dict:
     import torch
-    from peer_torch import TorchCharRNN, torch_sampler_loop
+    from peer_torch import TorchCharRNN, kernel_info, torch_sampler_loop
 
     torch.set_num_threads(opts["threads"])
     _, V = _bench.corpus_ids()
-    model = TorchCharRNN(V, opts["hidden"]).eval()
+    model = TorchCharRNN(V, opts["hidden"], opts["cell"], opts["layers"]).eval()
 
     def run(num: int, length: int) -> dict:
         start = time.perf_counter()
         torch_sampler_loop(model, num, length)
         return {"chars_per_sec": num * length / (time.perf_counter() - start)}
 
-    return {"run": run}
+    def info() -> dict:
+        params = sum(p.numel() for p in model.parameters())
+        matched = params - model.redundant_params()
+        return {
+            "params": f"{params:,} ({matched:,} without redundant bias_hh)",
+            "blas": kernel_info(),
+        }
+
+    return {"run": run, "info": info}
 
 
 WORKERS = {"charrnn": charrnn_worker, "torch": torch_worker}
@@ -57,6 +73,8 @@ WORKERS = {"charrnn": charrnn_worker, "torch": torch_worker}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
+    parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
@@ -69,9 +87,20 @@ def main() -> None:
         return
     peer = not args.no_peer and _bench.torch_available()
     kinds = ["charrnn", "torch"] if peer else ["charrnn"]
-    opts = {"hidden": args.hidden, "threads": args.threads}
+    opts = {
+        "hidden": args.hidden,
+        "threads": args.threads,
+        "cell": args.cell,
+        "layers": args.layers,
+    }
     workers = {k: _bench.Worker(__file__, k, opts, args.threads) for k in kinds}
-    print(f"H {args.hidden}, threads {args.threads}, temperature 1, {args.length} symbols a stream")
+    print(
+        f"cell {args.cell}, L {args.layers}, H {args.hidden}, threads {args.threads}, "
+        f"temperature 1, {args.length} symbols a stream"
+    )
+    for k, w in workers.items():
+        info = w.call(op="info")
+        print(f"{k}: {info['params']} parameters; BLAS {info['blas']}")
     print(f"{'streams':>8} {'charrnn c/s':>12} {'torch c/s':>10} {'ratio':>6}")
     for num in (1, 64):
         samples = {k: [] for k in kinds}
