@@ -212,6 +212,12 @@ def build_parser() -> Parser:
     p.add_argument("file", type=Path)
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument(
+        "--streams",
+        type=int_range(1, 100_000),
+        default=64,
+        help="parallel streams, each from a zero state (64); 1 reads the text as `show` does",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("info", help="a run's configuration and metrics")
@@ -713,7 +719,7 @@ def cmd_repl(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     run = checkpoint.load(args.run, args.checkpoint)
     source = corpus.TextFile(args.file, args.encoding)
-    nats, predictions = training.evaluate_file(run.model, run.vocab, source)
+    nats, predictions = training.evaluate_file(run.model, run.vocab, source, streams=args.streams)
     console().print(
         f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
         f"over {predictions:,} predictions",
