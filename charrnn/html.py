@@ -8,6 +8,7 @@ script, so they work offline and a corpus holding `<script>` stays text.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import unicodedata
@@ -37,10 +38,10 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 def surprisal_rgb(bits: float) -> tuple[int, int, int]:
     """White at 0 bits through yellow and orange to red at SCALE_BITS and beyond."""
     b = min(max(float(bits), 0.0), SCALE_BITS)
-    for (x0, c0), (x1, c1) in zip(STOPS, STOPS[1:]):
+    for (x0, c0), (x1, c1) in itertools.pairwise(STOPS):
         if b <= x1:
             f = (b - x0) / (x1 - x0)
-            return tuple(round(a + f * (z - a)) for a, z in zip(c0, c1))
+            return tuple(round(a + f * (z - a)) for a, z in zip(c0, c1, strict=False))
     return STOPS[-1][1]
 
 
@@ -109,8 +110,7 @@ def symbol_spans(trace: Trace, values=None, diverging: bool = False) -> str:
 
 def legend() -> str:
     cells = "".join(
-        f'<span style="background:{hex_colour(surprisal_rgb(b))}">{b}{"+" if b == 8 else ""}'
-        "</span>"
+        f'<span style="background:{hex_colour(surprisal_rgb(b))}">{b}{"+" if b == 8 else ""}</span>'
         for b in range(0, int(SCALE_BITS) + 1)
     )
     return f'<div class="charrnn-legend">surprisal, bits: {cells}</div>'
@@ -131,13 +131,15 @@ def surprises_table(trace: Trace, count: int = 10) -> str:
     )
 
 
-def heatmap_fragment(trace: Trace) -> str:
-    """The heat-map as an HTML fragment with its own style (a notebook cell, a page)."""
+def heatmap_fragment(trace: Trace, values=None) -> str:
+    """The heat-map as an HTML fragment with its own style (a notebook cell, a page); with
+    `values` (per symbol read, -1..1) the colours are a unit's instead of surprisal."""
+    scale = legend() if values is None else "<p>unit value: blue -1, white 0, red +1</p>"
     return (
-        f"<div><style>{CSS}</style>{legend()}"
+        f"<div><style>{CSS}</style>{scale}"
         f"<p>{trace.bits_per_char:.4f} bits/char over {len(trace.bits):,} predictions "
         "(hover or focus a symbol for the model's predictions there)</p>"
-        f'<div class="charrnn-heat">{symbol_spans(trace)}</div></div>'
+        f'<div class="charrnn-heat">{symbol_spans(trace, values, values is not None)}</div></div>'
     )
 
 
@@ -151,11 +153,11 @@ def page(title: str, body: str) -> str:
     )
 
 
-def heatmap_page(trace: Trace, title: str) -> str:
+def heatmap_page(trace: Trace, title: str, values=None) -> str:
     """`charrnn show --html`: the heat-map, bits/char and the ten biggest surprises."""
     return page(
         title,
-        f"<h1>{html.escape(title)}</h1>{heatmap_fragment(trace)}"
+        f"<h1>{html.escape(title)}</h1>{heatmap_fragment(trace, values)}"
         f"<h2>Most surprising</h2>{surprises_table(trace)}",
     )
 
@@ -202,15 +204,15 @@ def curves_svg(records: list[dict], width: int = 720, height: int = 300) -> str:
             f'<text x="{left - 4}" y="{Y(y) + 4:.1f}" text-anchor="end">{y:g}</text>'
         )
     for x in _ticks(x0, x1):
-        parts.append(
-            f'<text x="{X(x):.1f}" y="{top + H + 14}" text-anchor="middle">{x:g}</text>'
-        )
+        parts.append(f'<text x="{X(x):.1f}" y="{top + H + 14}" text-anchor="middle">{x:g}</text>')
     parts.append(
         f'<text x="{left + W / 2}" y="{height - 6}" text-anchor="middle">step</text>'
         f'<text x="12" y="{top + H / 2}" transform="rotate(-90 12 {top + H / 2})" '
         'text-anchor="middle">loss, nats/char</text>'
     )
-    for (name, pts), colour, row in zip(series.items(), ("#1f77b4", "#ff7f0e"), (0, 1)):
+    for (name, pts), colour, row in zip(
+        series.items(), ("#1f77b4", "#ff7f0e"), (0, 1), strict=False
+    ):
         if not pts:
             continue
         line = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
@@ -218,7 +220,9 @@ def curves_svg(records: list[dict], width: int = 720, height: int = 300) -> str:
             f'<polyline class="{name}" fill="none" stroke="{colour}" stroke-width="2" '
             f'points="{line}"/>'
         )
-        parts += [f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in pts]
+        parts += [
+            f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in pts
+        ]
         ly = top + 14 + 16 * row
         parts.append(
             f'<line x1="{left + W - 110}" x2="{left + W - 90}" y1="{ly - 4}" y2="{ly - 4}" '
@@ -250,7 +254,7 @@ def report_page(title: str, meta: dict, records: list[dict], trace: Trace | None
     """`charrnn report`: configuration, loss curves, each evaluation's sample, a heat-map."""
     e = html.escape
     samples = "".join(
-        f"<h3>step {r['step']:,}</h3><pre class=\"sample\">{e(r['sample'])}</pre>"
+        f'<h3>step {r["step"]:,}</h3><pre class="sample">{e(r["sample"])}</pre>'
         for r in records
         if isinstance(r.get("sample"), str)
     )

@@ -57,7 +57,9 @@ class Trace:
     def top(self, t: int) -> list[tuple[str, float]]:
         """The likeliest symbols at position t, with their probabilities."""
         symbols = self.vocab.symbols
-        return [(symbols[i], float(p)) for i, p in zip(self.top_ids[t], self.top_probs[t])]
+        return [
+            (symbols[i], float(p)) for i, p in zip(self.top_ids[t], self.top_probs[t], strict=False)
+        ]
 
     def surprises(self, count: int = 10) -> list[int]:
         """The positions of the `count` most surprising symbols, most surprising first."""
