@@ -39,6 +39,7 @@ from rich.text import Text
 from charrnn import __version__, checkpoint, corpus, download, sample, training
 from charrnn import html as html_page
 from charrnn.cells import CELLS
+from charrnn.chart import loss_chart
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.model import MAX_LAYERS
 from charrnn.optim import OPTIMIZERS
@@ -673,6 +674,9 @@ def _report(out: Console, result: training.TrainResult, stop: StopFlag) -> int:
         best,
     )
     out.print(table)
+    chart = loss_chart(read_metrics(run_dir, {})) if out.is_terminal else None
+    if chart is not None:
+        out.print(chart)
     if result.interrupted or stop.requested:  # also a stop during the final evaluation
         out.print(
             f"stopped at step {result.step:,}; checkpoint saved in {run_dir}. "
@@ -801,6 +805,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             v = metrics[k]
             table.add_row(k.replace("_", " "), f"{v:.4f}" if isinstance(v, float) else str(v))
     out.print(table)
+    if out.is_terminal:
+        chart = loss_chart(read_metrics(args.run, meta))
+        if chart is not None:
+            out.print(chart)
     return 0
 
 
