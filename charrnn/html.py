@@ -258,11 +258,11 @@ def report_page(title: str, meta: dict, records: list[dict], trace: Trace | None
         for r in records
         if isinstance(r.get("sample"), str)
     )
-    body = (
-        f"<h1>{e(title)}</h1><h2>Configuration</h2>{config_table(meta)}"
-        f"<h2>Loss</h2>{curves_svg(records)}"
-        f"<h2>Samples</h2>{samples or '<p>No samples recorded.</p>'}"
-    )
+    body = f"<h1>{e(title)}</h1><h2>Loss</h2>{curves_svg(records)}"
     if trace is not None:
         body += f"<h2>Surprisal</h2>{heatmap_fragment(trace)}{surprises_table(trace)}"
+    body += (
+        f"<h2>Samples</h2>{samples or '<p>No samples recorded.</p>'}"
+        f"<h2>Configuration</h2>{config_table(meta)}"
+    )
     return page(title, body)
