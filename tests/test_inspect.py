@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pexpect
 import pytest
+from conftest import assert_usage_error, run_cli
 
 import charrnn
 from charrnn import html as html_page
 from charrnn.cli import tsv_escape, tsv_unescape
 from charrnn.inspect import trace
 from charrnn.neurons import features, rank_units
-from conftest import assert_usage_error, run_cli
 
 HOSTILE = 'he said "<script>alert(1)</script>" & left (a [b] {c})\n\tx = 1 \\ <b>bold</b>\n'
 
