@@ -14,6 +14,7 @@ from charrnn.errors import (
     RunInUseError,
     VocabError,
 )
+from charrnn.inspect import Trace, trace
 from charrnn.model import CharRNN
 from charrnn.sample import Sampler, generate, generate_many
 from charrnn.training import TrainConfig, TrainResult, evaluate, train
@@ -31,6 +32,7 @@ __all__ = [
     "RunInUseError",
     "Sampler",
     "TextFile",
+    "Trace",
     "TrainConfig",
     "TrainResult",
     "Vocab",
@@ -40,5 +42,6 @@ __all__ = [
     "generate",
     "generate_many",
     "load",
+    "trace",
     "train",
 ]

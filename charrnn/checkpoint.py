@@ -264,6 +264,17 @@ class Run:
     config: dict
     path: Path
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the run's loss curves and configuration."""
+        from charrnn import html
+
+        records = [self.config["metrics"]] if "metrics" in self.config else []
+        metrics = self.path.parent / "metrics.jsonl"
+        if metrics.is_file():
+            lines = metrics.read_text(encoding="utf-8").splitlines()
+            records = [r for r in map(json.loads, lines) if isinstance(r, dict)] or records
+        return f"<div>{html.curves_svg(records)}{html.config_table(self.config)}</div>"
+
 
 def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
     """The .npz to read for a run directory (best, else latest) or a path to an .npz."""

@@ -509,9 +509,11 @@ class _Run:
                 sample_ids.append(ids_t)
         self.best = new_best
         self.window_losses = []
+        sample = self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
+        if sample:
+            record["sample"] = sample  # kept in metrics.jsonl for `charrnn report`
         self.history.append(record)
         self.save(record)
-        sample = self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
         self.observer.on_eval(record, sample)
         return True
 
@@ -525,7 +527,7 @@ class _Run:
             "best_step": best_step,
         }
         if record:
-            metrics.update(record)
+            metrics.update({k: v for k, v in record.items() if k != "sample"})
         meta = {
             **self.meta,
             "step": self.step,
