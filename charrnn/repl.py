@@ -10,7 +10,9 @@ import sys
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from charrnn import html
 from charrnn.checkpoint import Run
 from charrnn.errors import CharRNNError, ConfigError, VocabError
 from charrnn.sample import Sampler, Streams, check_sampling
@@ -21,6 +23,7 @@ HELP = [
     (":topk K", "sample among the K likeliest symbols (:topk off to stop)"),
     (":topp P", "nucleus sampling with mass P (:topp off to stop)"),
     (":seed N", "restart the random generator with seed N"),
+    (":show on|off", "colour each generated symbol by how sure the model was of it"),
     (":reset", "forget the conversation so far"),
     (":help", "this table"),
     (":quit", "leave (Ctrl-D too)"),
@@ -44,6 +47,7 @@ class Repl:
         self.length = length
         self.sampler = Sampler(temperature, top_k, top_p, seed)
         self.streams: Streams | None = None  # the conversation so far; None before it starts
+        self.show = False  # colour generated symbols by the model's surprisal (:show on)
 
     @property
     def state(self) -> np.ndarray | None:
@@ -78,8 +82,12 @@ class Repl:
                 if stopped:
                     break
                 ids = self.sampler.draw(self.streams.logits)
-                out.write(self.vocab.symbols[ids[0]])
-                out.flush()
+                symbol = self.vocab.symbols[ids[0]]
+                if self.show and symbol != "\n":
+                    self.console.print(self.shaded(symbol, ids[0]), end="")
+                else:
+                    out.write(symbol)
+                    out.flush()
                 self.streams.push(ids)
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -121,10 +129,18 @@ class Repl:
                 s.top_p = top_p
             elif name == "seed":
                 s.rng = np.random.default_rng(int(value))
+            elif name == "show":
+                if value not in ("on", "off"):
+                    raise ValueError(value)
+                self.show = value == "on"
+                self.console.print(
+                    f"show {value}: pale where the model was sure, red where it guessed",
+                    markup=False,
+                )
             else:
                 self.console.print(f"unknown command :{name}; :help lists them", markup=False)
                 return True
-            if name not in ("help", "reset"):
+            if name not in ("help", "reset", "show"):
                 self.console.print(self.settings(), markup=False)
         except ValueError:
             self.console.print(f"bad value for :{name}: {value!r}", markup=False)
@@ -138,6 +154,14 @@ class Repl:
             f"temperature {s.temperature:g}, length {self.length}, "
             f"top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}"
         )
+
+    def shaded(self, symbol: str, drawn: int) -> Text:
+        """The symbol on the heat-map colour of its surprisal under the model's own
+        distribution (temperature 1): pale where the model was sure, red where it guessed."""
+        logits = self.streams.logits[0].astype(np.float64)  # (V,)
+        log_p = logits[drawn] - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        rgb = html.surprisal_rgb(-log_p / np.log(2))
+        return Text(symbol, style=f"#000000 on {html.hex_colour(rgb)}")
 
     def prompt(self, readline: bool) -> str:
         """The styled prompt as a string for input(), so that readline knows its width.

@@ -277,3 +277,45 @@ def test_interrupted_generation_keeps_the_state_of_the_text_shown(loaded, monkey
     expected = Streams(loaded.model, loaded.model.zero_state(1))
     expected.feed(loaded.vocab.encode("the" + text))
     np.testing.assert_array_equal(repl.state, expected.state)
+
+
+def test_show_colours_each_symbol_by_surprisal(trained_run, monkeypatch):
+    """`:show on` on a colour terminal puts each generated symbol on a background colour (24-bit
+    escape codes); the text itself is what `:show off` prints; NO_COLOR turns colours off."""
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    outputs = {}
+    for no_color in (False, True):
+        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+        env.update(
+            TERM="xterm-256color", COLORTERM="truecolor", **({"NO_COLOR": "1"} if no_color else {})
+        )
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "charrnn", "repl", str(trained_run.dir), "--temperature", "0", "--length", "30"],
+            env=env, encoding="utf-8", timeout=30, dimensions=(40, 200),
+        )  # fmt: skip
+        try:
+            child.expect_exact(">>> ")
+            for setting in ("off", "on"):
+                child.sendline(f":show {setting}")
+                child.expect_exact(f"show {setting}")
+                child.expect_exact(">>> ")
+                child.sendline(":reset")
+                child.expect_exact(">>> ")
+                child.sendline("the ")
+                child.expect_exact(">>> ", timeout=30)
+                _, _, output = child.before.partition("\r\n")  # after the echoed line
+                outputs[no_color, setting] = output.replace("\r\n", "\n")
+            child.sendline(":quit")
+            child.expect(pexpect.EOF)
+        finally:
+            child.terminate(force=True)
+    plain, shown = outputs[False, "off"], outputs[False, "on"]
+    assert "\x1b[" not in ansi.sub("", plain)
+    generated = ansi.sub("", shown).removesuffix("\n")  # 30 symbols; newlines stay plain
+    assert len(generated) == 30
+    backgrounds = re.findall(r"\x1b\[[0-9;]*48;[0-9;]*m", shown)
+    assert len(backgrounds) == 30 - generated.count("\n") > 20
+    assert ansi.sub("", shown) == ansi.sub("", plain) and ansi.sub("", plain).strip()
+    assert "48;" not in outputs[True, "on"]  # NO_COLOR: no background colours
+    assert ansi.sub("", outputs[True, "on"]) == ansi.sub("", plain)
