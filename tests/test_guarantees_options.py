@@ -33,6 +33,7 @@ TRAIN = {
     "--seed": ("from 0 to 4,294,967,295", ["-1", "4294967296"]),
     "--sample-length": ("from 0 to 1,000,000", ["-1", "1000001"]),
 }
+MAX_CHARS = ("from 2 to 10,000,000", ["1", "10000001", "x"])
 SAMPLING = {
     "--length": ("from 0 to 100,000,000", ["-1", "100000001", "1e3"]),
     "--temperature": ("in [0, 100]", ["-0.5", "nan", "101"]),
@@ -44,13 +45,20 @@ NUMERIC = {
     "train": TRAIN,
     "sample": {**SAMPLING, "--num": ("from 1 to 100,000", ["0", "100001", "-1"])},
     "repl": SAMPLING,
-    "eval": {},
+    "eval": {"--streams": ("from 1 to 100,000", ["0", "100001", "1.5"])},
     "info": {},
+    "show": {"--max-chars": MAX_CHARS},
+    "neurons": {"--top": ("from 1 to 1,000", ["0", "1001"]), "--max-chars": MAX_CHARS},
+    "report": {"--max-chars": MAX_CHARS},
     "corpora": {},
 }
 # Options that take a value that is not a number (choices are checked by argparse itself).
-NOT_NUMERIC = {"--corpus", "--encoding", "--out", "--resume", "--prime"}
-POSITIONAL = {"train": (), "sample": ("run",), "repl": ("run",)}
+NOT_NUMERIC = {"--corpus", "--encoding", "--out", "--resume", "--prime", "--text", "--unit"}
+NOT_NUMERIC |= {"--html", "--output"}
+POSITIONAL = {
+    "train": (), "sample": ("run",), "repl": ("run",), "eval": ("run", "file"),
+    "show": ("run", "file"), "neurons": ("run", "file"), "report": ("run",),
+}  # fmt: skip
 
 CASES = [
     (command, option, value, allowed)

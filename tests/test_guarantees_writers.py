@@ -23,6 +23,8 @@ from charrnn.checkpoint import read_meta, read_npz
 from charrnn.rundir import LOCK_NAME, OWN_TEMP, claim, own_temp_files
 
 TINY = ("--batch", "4", "--seq-len", "8", "--sample-length", "0")
+HOLD = "0.02"  # minutes a racing training holds its lock (1.2 s)
+RACE_STEPS = 3000  # steps a racing resume trains: about a second at this size
 IN_USE = "in use by another charrnn process (pid "
 
 
@@ -93,7 +95,9 @@ def test_20_races_of_two_new_trainings_leave_one_consistent_run(tmp_path, corpus
     settings = [("--hidden", "24", "--seed", "1"), ("--hidden", "12", "--seed", "5")]
     for i in range(20):
         run = tmp_path / f"run{i}"
-        a, b = (("train", corpus, *TINY, *s, "--steps", "400", "--out", run) for s in settings)
+        # A time budget holds the winner's lock for 1.2 s whatever the machine's speed: longer
+        # than the two start-ups can drift apart, so the loser always meets the lock.
+        a, b = (("train", corpus, *TINY, *s, "--minutes", HOLD, "--out", run) for s in settings)
         results = race(a, b, tmp_path, i)
         codes = [code for code, _ in results]
         assert sorted(codes) == [0, 2], results
@@ -101,7 +105,7 @@ def test_20_races_of_two_new_trainings_leave_one_consistent_run(tmp_path, corpus
         assert_lost_race(*results[1 - winner], run, IN_USE)
         pid = re.search(r"pid (\d+)", results[1 - winner][1])[1]
         assert int(pid) > 0
-        assert_consistent_run(run, int(settings[winner][1]), 400)
+        assert_consistent_run(run, int(settings[winner][1]), read_meta(run / "latest.npz")["step"])
 
 
 def test_two_resumes_of_one_run_race(tmp_path, corpus):
@@ -111,7 +115,7 @@ def test_two_resumes_of_one_run_race(tmp_path, corpus):
     train_ok(corpus, "--hidden", "16", "--steps", "5", "--out", run)
     step = 5
     for i in range(5):
-        target = step + 400
+        target = step + RACE_STEPS
         args = ("train", "--resume", run, "--steps", target)
         results = race(args, args, tmp_path, i)
         codes = [code for code, _ in results]
@@ -128,12 +132,12 @@ def test_a_new_training_racing_a_resume_of_the_same_directory(tmp_path, corpus):
     train_ok(corpus, "--hidden", "16", "--steps", "5", "--out", run)
     for i in range(5):
         step = read_meta(run / "latest.npz")["step"]
-        resume = ("train", "--resume", run, "--steps", step + 300)
+        resume = ("train", "--resume", run, "--steps", step + RACE_STEPS)
         new = ("train", corpus, *TINY, "--hidden", "8", "--steps", "300", "--out", run)
         (code_r, out_r), (code_n, out_n) = race(resume, new, tmp_path, i)
         assert code_r == 0, out_r
         assert_lost_race(code_n, out_n, run, IN_USE, "already holds a run")
-        assert_consistent_run(run, 16, step + 300)
+        assert_consistent_run(run, 16, step + RACE_STEPS)
 
 
 def test_the_lock_dies_with_a_killed_process(tmp_path, corpus):
