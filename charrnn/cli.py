@@ -324,6 +324,19 @@ class StopFlag:
             signal.signal(signal.SIGHUP, handler)
 
 
+def byte_bar(out: Console, description: str, transient: bool = False) -> Progress:
+    """A progress bar of bytes: done and in all, speed, time left (reading or downloading)."""
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        transient=transient,
+    )
+
+
 def _log_guard(method):
     """A write of the log that fails (a closed pipe, a full disk, a terminal gone) asks the
     trainer to save and stop, instead of raising out of the training loop; nothing more is
@@ -371,15 +384,7 @@ class RichObserver(training.Observer):
             return
         if self.out.is_terminal:
             if self.encoding is None:
-                self.encoding = Progress(
-                    TextColumn("{task.description} corpus"),
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                    console=self.out,
-                    transient=True,
-                )
+                self.encoding = byte_bar(self.out, "{task.description} corpus", transient=True)
                 self.encoding.start()
             if self.encoding_task is None or self.encoding_what != what:
                 self.encoding_task = self.encoding.add_task(what, total=total)
@@ -495,14 +500,7 @@ class DownloadProgress:
             return
         if self.out.is_terminal:
             if self.bar is None:
-                self.bar = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                    console=self.out,
-                )
+                self.bar = byte_bar(self.out, "{task.description}")
                 self.bar.start()
                 self.task = self.bar.add_task(escape(what), total=total)
             self.bar.update(self.task, completed=done, total=total)
