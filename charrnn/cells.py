@@ -13,6 +13,11 @@ sequential part: h_t from xw_t and h_{t-1} W_hh, one (B, H) @ (H, G*H) product p
 
 W_hh is (H, G*H) and maps one to one onto torch.nn's weight_hh_l0.T; the state is (S, B, H)
 with S = 2 for the LSTM (h, c) and 1 otherwise. Shapes: T steps, B streams, H hidden units.
+
+Lifetimes: a cell instance serves one layer. Its work buffers are kept per (T, B), so `hs`
+(a view into them) is valid until the next forward of the same (T, B). Between forward and
+backward the caller leaves xw (the cell may write into it, and backward returns dxw in the
+same array), W_hh and hs untouched and runs no other forward of that (T, B).
 """
 
 from __future__ import annotations
@@ -187,17 +192,23 @@ class LSTMCell(_Cell):
 
     def _allocate(self, T: int, B: int, chunk: int) -> dict:
         H, dt = self.hidden_size, self.dtype
+        # Gates and factors block-major, so each gate is a contiguous (B, H) slab: NumPy runs a
+        # pass over a strided (B, H) block of a (B, 4H) row up to half as fast.
+        gates = np.empty((T, 4, B, H), dt)  # i, f, g, o of every step
         cs = np.empty((T + 1, B, H), dt)  # c_0 .. c_T
         tcs = np.empty((T, B, H), dt)  # tanh(c_1) .. tanh(c_T)
-        q = np.empty((chunk, B, 4 * H), dt)  # dL/da per unit of dc (i, f, g) or dh (o)
+        q = np.empty((chunk, 4, B, H), dt)  # dL/da per unit of dc (i, f, g) or dh (o)
         oq = np.empty((chunk, B, H), dt)  # o (1 - tanh^2 c): dL/dc per unit of dh
         return {
+            "gates": gates,
+            "gates_steps": list(gates),
+            "gates_rows": list(gates.transpose(0, 2, 1, 3)),  # (B, 4, H) views
             "cs": cs,
             "cs_steps": list(cs),
             "tcs": tcs,
             "tcs_steps": list(tcs),
             "q": q,
-            "q_blocks": list(q.reshape(chunk, B, 4, H)),
+            "q_steps": list(q),
             "oq": oq,
             "oq_steps": list(oq),
             "ig": np.empty((B, H), dt),  # i g of one step
@@ -210,23 +221,25 @@ class LSTMCell(_Cell):
     ) -> tuple[np.ndarray, np.ndarray]:
         """h_1..h_T (T, B, H), a view valid until the next forward of this (T, B), and (h_T, c_T).
 
-        xw (T, B, 4H) is overwritten with the gates i, f, g, o, which backward reads.
+        xw (T, B, 4H) is overwritten with the pre-activations; backward writes dxw into it.
         """
         xw, w = self._start(xw, W_hh, state0)
         T, B, _ = xw.shape
-        H = self.hidden_size
         hs, hs_steps, cs, cs_steps = w["hs"], w["hs_steps"], w["cs"], w["cs_steps"]
-        tcs_steps, a, ig = w["tcs_steps"], w["a"], w["ig"]
+        gates_steps, gates_rows = w["gates_steps"], w["gates_rows"]
+        tcs_steps, a, ig, H = w["tcs_steps"], w["a"], w["ig"], self.hidden_size
         cs[0] = state0[1]
         W_half = W_hh * self.x_scale  # (H, 4H): i, f, o columns halved like xw's
+        xw_rows = xw.reshape(T, B, 4, H)
+        # Per step: one product and 19 elementwise passes over (B, H) in 11 calls.
         with self._one_thread(B):
             for t in range(T):
-                y = xw[t]  # (B, 4H)
                 np.matmul(hs_steps[t], W_half, out=a)  # (B, 4H)
-                y += a  # a_i/2, a_f/2, a_g, a_o/2
-                np.tanh(y, out=y)
-                i, f, g, o = y[:, :H], y[:, H : 2 * H], y[:, 2 * H : 3 * H], y[:, 3 * H :]
-                i_f = y[:, : 2 * H]  # (B, 2H)
+                xw[t] += a  # a_i/2, a_f/2, a_g, a_o/2
+                gate = gates_steps[t]  # (4, B, H)
+                np.tanh(xw_rows[t], out=gates_rows[t])
+                i, f, g, o = gate  # (B, H) each
+                i_f = gate[:2]  # (2, B, H)
                 i_f *= 0.5
                 i_f += 0.5  # i, f = (1 + tanh(a/2)) / 2
                 o *= 0.5
@@ -248,30 +261,32 @@ class LSTMCell(_Cell):
         """
         dhs, w, W_hh_T = self._recall(dhs)
         T, B, H = dhs.shape
-        gates, hs, cs, tcs = w["xw"], w["hs"], w["cs"], w["tcs"]
-        q, q_blocks, oq, oq_steps, C = w["q"], w["q_blocks"], w["oq"], w["oq_steps"], w["chunk"]
-        dc, dc_next, dnext = w["dc"], w["dc_next"], w["dnext"]
-        dc_b = dc[:, None, :]  # (B, 1, H)
-        gate_blocks = gates.reshape(T, B, 4, H)
+        dxw, gates, gates_steps = w["xw"], w["gates"], w["gates_steps"]
+        hs, cs, tcs = w["hs"], w["cs"], w["tcs"]
+        q, q_steps, oq, oq_steps = w["q"], w["q_steps"], w["oq"], w["oq_steps"]
+        dc, dc_next, dnext, C = w["dc"], w["dc_next"], w["dnext"], w["chunk"]
+        dxw_rows = dxw.reshape(T, B, 4, H)
+        # Per step: one product, 8 elementwise passes over (B, H) in 8 calls, and 15 passes in
+        # 11 calls per chunk of steps for the factors q and oq, which depend on the forward only.
         with self._one_thread(B):
             for t in range(T - 1, -1, -1):
                 lo = t - t % C
                 if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: the factors
-                    y, qc, oqc = gates[lo : t + 1], q[: t - lo + 1], oq[: t - lo + 1]  # (n, B, .)
-                    np.square(y, out=qc)  # (n, B, 4H)
+                    y, qc, oqc = gates[lo : t + 1], q[: t - lo + 1], oq[: t - lo + 1]  # (n, ...)
+                    np.square(y, out=qc)  # (n, 4, B, H)
                     # sigmoid' = s (1 - s), tanh' = 1 - g^2
-                    np.subtract(y[..., : 2 * H], qc[..., : 2 * H], out=qc[..., : 2 * H])
-                    np.subtract(1, qc[..., 2 * H : 3 * H], out=qc[..., 2 * H : 3 * H])
-                    np.subtract(y[..., 3 * H :], qc[..., 3 * H :], out=qc[..., 3 * H :])
+                    np.subtract(y[:, :2], qc[:, :2], out=qc[:, :2])
+                    np.subtract(1, qc[:, 2], out=qc[:, 2])
+                    np.subtract(y[:, 3], qc[:, 3], out=qc[:, 3])
                     # c' = f c + i g: dc' to da_i, da_f, da_g;  h' = o tanh(c'): dh' to da_o
-                    qc[..., :H] *= y[..., 2 * H : 3 * H]  # g i'
-                    qc[..., H : 2 * H] *= cs[lo : t + 1]  # c f'
-                    qc[..., 2 * H : 3 * H] *= y[..., :H]  # i g'
-                    qc[..., 3 * H :] *= tcs[lo : t + 1]  # tanh(c') o'
+                    qc[:, 0] *= y[:, 2]  # g i'
+                    qc[:, 1] *= cs[lo : t + 1]  # c f'
+                    qc[:, 2] *= y[:, 0]  # i g'
+                    qc[:, 3] *= tcs[lo : t + 1]  # tanh(c') o'
                     # h' = o tanh(c'): dh' to dc'
                     np.square(tcs[lo : t + 1], out=oqc)  # (n, B, H)
                     np.subtract(1, oqc, out=oqc)
-                    oqc *= y[..., 3 * H :]  # o (1 - tanh^2 c')
+                    oqc *= y[:, 3]  # o (1 - tanh^2 c')
                 k = t - lo
                 dh = dhs[t]  # (B, H)
                 if t < T - 1:
@@ -279,16 +294,18 @@ class LSTMCell(_Cell):
                 np.multiply(dh, oq_steps[k], out=dc)  # (B, H)
                 if t < T - 1:
                     dc += dc_next  # c carries on into step t+1
-                y = gates[t]  # (B, 4H): read f before dA overwrites it
-                np.multiply(dc, y[:, H : 2 * H], out=dc_next)  # c' = f c: dL/dc_{t-1}
-                np.multiply(dc_b, q_blocks[k][:, :3], out=gate_blocks[t, :, :3])  # da_i, da_f, da_g
-                np.multiply(dh, q_blocks[k][:, 3], out=gate_blocks[t, :, 3])  # da_o
+                np.multiply(dc, gates_steps[t][1], out=dc_next)  # c' = f c: dL/dc_{t-1}
+                da, qk = dxw_rows[t], q_steps[k]  # (B, 4, H), (4, B, H)
+                np.multiply(dc, qk[0], out=da[:, 0])  # da_i
+                np.multiply(dc, qk[1], out=da[:, 1])  # da_f
+                np.multiply(dc, qk[2], out=da[:, 2])  # da_g
+                np.multiply(dh, qk[3], out=da[:, 3])  # da_o
                 if t > 0 or with_dstate0:
-                    np.matmul(y, W_hh_T, out=dnext)  # a = xw + h W_hh: dL/dh_{t-1}, (B, H)
+                    np.matmul(dxw[t], W_hh_T, out=dnext)  # a = xw + h W_hh: dL/dh_{t-1}, (B, H)
         N = T * B
-        dW_hh = hs[:-1].reshape(N, H).T @ gates.reshape(N, 4 * H)  # (H, 4H): one GEMM
+        dW_hh = hs[:-1].reshape(N, H).T @ dxw.reshape(N, 4 * H)  # (H, 4H): one GEMM
         dstate0 = np.stack((dnext, dc_next)) if with_dstate0 else None  # (2, B, H)
-        return gates, dW_hh, dstate0, {}
+        return dxw, dW_hh, dstate0, {}
 
     def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
         """One step in place from both parts of the pre-activation, each scaled by x_scale:
@@ -328,10 +345,16 @@ class GRUCell(_Cell):
 
     def _allocate(self, T: int, B: int, chunk: int) -> dict:
         H, dt = self.hidden_size, self.dtype
+        # The gates block-major, so each is a contiguous (B, H) slab: NumPy runs a pass over a
+        # strided (B, H) block of a (B, 3H) row up to half as fast.
+        gates = np.empty((T, 3, B, H), dt)  # r, z, n of every step
         hn = np.empty((T, B, H), dt)  # h W_hn + b_hn of every step
         dgh = np.empty((T, B, 3 * H), dt)  # dL/d(h W_hh): da_r, da_z, r da_n
         k = np.empty((3, chunk, B, H), dt)  # dL/da_r per da_n, dL/da_z and dL/da_n per dh
         return {
+            "gates": gates,
+            "gates_steps": list(gates),
+            "rz_rows": list(gates[:, :2].transpose(0, 2, 1, 3)),  # (B, 2, H) views of r, z
             "hn": hn,
             "hn_steps": list(hn),
             "dgh": dgh,
@@ -346,28 +369,32 @@ class GRUCell(_Cell):
     ) -> tuple[np.ndarray, np.ndarray]:
         """h_1..h_T (T, B, H), a view valid until the next forward of this (T, B), and h_T.
 
-        xw (T, B, 3H) is overwritten with the gates r, z, n, which backward reads.
+        xw (T, B, 3H) is only read here; backward writes dxw into it.
         """
         xw, w = self._start(xw, W_hh, state0)
         T, B, _ = xw.shape
         H = self.hidden_size
         hs, hs_steps, hn_steps, a, tmp = w["hs"], w["hs_steps"], w["hn_steps"], w["a"], w["tmp"]
+        gates_steps, rz_rows = w["gates_steps"], w["rz_rows"]
         if b_hn is None:
             b_hn = np.zeros(H, self.dtype)
         W_half = W_hh * self.x_scale  # (H, 3H): r, z columns halved like xw's
+        xw_rz = xw.reshape(T, B, 3, H)[:, :, :2]  # (T, B, 2, H)
+        a_rz, a_n = a.reshape(B, 3, H)[:, :2], a[:, 2 * H :]  # (B, 2, H), (B, H)
+        # Per step: one product and 15 elementwise passes over (B, H) in 11 calls.
         with self._one_thread(B):
             for t in range(T):
-                y = xw[t]  # (B, 3H)
-                rz, r, z, n = y[:, : 2 * H], y[:, :H], y[:, H : 2 * H], y[:, 2 * H :]
+                rz = gates_steps[t][:2]  # (2, B, H)
+                r, z, n = gates_steps[t]  # (B, H) each
                 np.matmul(hs_steps[t], W_half, out=a)  # (B, 3H)
-                rz += a[:, : 2 * H]  # a_r/2, a_z/2
+                np.add(xw_rz[t], a_rz, out=rz_rows[t])  # a_r/2, a_z/2
                 np.tanh(rz, out=rz)
                 rz *= 0.5
                 rz += 0.5  # r, z = (1 + tanh(a/2)) / 2
                 hn = hn_steps[t]  # (B, H)
-                np.add(a[:, 2 * H :], b_hn, out=hn)  # h W_hn + b_hn
+                np.add(a_n, b_hn, out=hn)  # h W_hn + b_hn
                 np.multiply(r, hn, out=tmp)
-                n += tmp
+                np.add(xw[t, :, 2 * H :], tmp, out=n)
                 np.tanh(n, out=n)  # n = tanh(xw_n + r (h W_hn + b_hn))
                 np.subtract(hs_steps[t], n, out=tmp)
                 tmp *= z
@@ -381,15 +408,18 @@ class GRUCell(_Cell):
         and {"b_hn": (H,)}. dhs is overwritten (it accumulates dL/dh_t)."""
         dhs, w, W_hh_T = self._recall(dhs)
         T, B, H = dhs.shape
-        gates, hs, hn, dgh, dgh_steps = w["xw"], w["hs"], w["hn"], w["dgh"], w["dgh_steps"]
+        dxw, gates, gates_steps, hs, hn = w["xw"], w["gates"], w["gates_steps"], w["hs"], w["hn"]
+        dgh, dgh_steps = w["dgh"], w["dgh_steps"]
         k, (kr_steps, kz_steps, kn_steps), C = w["k"], w["k_steps"], w["chunk"]
         dnext, tmp = w["dnext"], w["tmp"]
+        # Per step: one product, 9 elementwise passes over (B, H) in 8 calls, and 10 passes in
+        # 10 calls per chunk of steps for the factors k, which depend on the forward only.
         with self._one_thread(B):
             for t in range(T - 1, -1, -1):
                 lo = t - t % C
                 if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: the factors
-                    y, steps = gates[lo : t + 1], t - lo + 1  # (steps, B, 3H)
-                    r, z, n = y[..., :H], y[..., H : 2 * H], y[..., 2 * H :]  # (steps, B, H)
+                    steps = t - lo + 1
+                    r, z, n = gates[lo : t + 1].transpose(1, 0, 2, 3)  # (steps, B, H) each
                     kr, kz, kn = k[:, :steps]  # (steps, B, H) each
                     # h' = n + z (h - n): dh' to da_n = (1 - z)(1 - n^2) dh'
                     np.subtract(1, z, out=kz)
@@ -408,12 +438,13 @@ class GRUCell(_Cell):
                 dh = dhs[t]  # (B, H)
                 if t < T - 1:
                     dh += dnext  # from above and from step t+1
-                y, d = gates[t], dgh_steps[t]  # (B, 3H): forward's r, z, n -> dxw; dL/d(h W_hh)
-                np.multiply(dh, y[:, H : 2 * H], out=tmp)  # h' = z h: dL/dh_{t-1} directly
+                r, z, _ = gates_steps[t]  # (B, H) each
+                y, d = dxw[t], dgh_steps[t]  # (B, 3H): dL/dxw, dL/d(h W_hh)
+                np.multiply(dh, z, out=tmp)  # h' = z h: dL/dh_{t-1} directly
                 np.multiply(dh, kn_steps[j], out=y[:, 2 * H :])  # da_n
                 np.multiply(dh, kz_steps[j], out=d[:, H : 2 * H])  # da_z
                 np.multiply(y[:, 2 * H :], kr_steps[j], out=d[:, :H])  # da_r
-                np.multiply(y[:, 2 * H :], y[:, :H], out=d[:, 2 * H :])  # dL/dhn = r da_n
+                np.multiply(y[:, 2 * H :], r, out=d[:, 2 * H :])  # dL/dhn = r da_n
                 y[:, : 2 * H] = d[:, : 2 * H]  # xw_r, xw_z enter like h W_r, h W_z
                 if t > 0 or with_dstate0:
                     np.matmul(d, W_hh_T, out=dnext)  # (B, H)
@@ -423,7 +454,7 @@ class GRUCell(_Cell):
         dW_hh = hs[:-1].reshape(N, H).T @ dgh_flat  # (H, 3H): one GEMM, all steps
         db_hn = np.ones(N, self.dtype) @ dgh_flat[:, 2 * H :]  # (H,)
         dstate0 = dnext[None].copy() if with_dstate0 else None  # (1, B, H)
-        return gates, dW_hh, dstate0, {"b_hn": db_hn}
+        return dxw, dW_hh, dstate0, {"b_hn": db_hn}
 
     def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
         """One step in place from both parts of the pre-activation, each scaled by x_scale:

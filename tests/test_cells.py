@@ -64,7 +64,10 @@ def analytic(cell, xw, W_hh, state0, b_hn, R):
 def check_gradients(cell, xw, W_hh, state0, b_hn, R, grads):
     """Max relative error of each gradient against finite differences."""
     dxw, dW_hh, dstate0, extra = grads
-    f = lambda: loss(cell, xw, W_hh, state0, b_hn, R)  # noqa: E731
+
+    def f():
+        return loss(cell, xw, W_hh, state0, b_hn, R)
+
     errors = {
         "xw": max_rel_error(numeric_grad(f, xw), dxw),
         "W_hh": max_rel_error(numeric_grad(f, W_hh), dW_hh),
@@ -289,7 +292,10 @@ def test_matches_torch(name):
     N = T * B
     dW_xh = x.reshape(N, D).T @ dxw.reshape(N, G * H)  # (D, GH)
     db_h = dxw.reshape(N, G * H).sum(axis=0)  # (GH,)
-    grad = lambda p: p.grad.numpy()  # noqa: E731
+
+    def grad(p):
+        return p.grad.numpy()
+
     np.testing.assert_allclose(dW_xh, grad(net.weight_ih_l0).T, rtol=0, atol=1e-10)
     np.testing.assert_allclose(db_h, grad(net.bias_ih_l0), rtol=0, atol=1e-10)
     np.testing.assert_allclose(dW_hh, grad(net.weight_hh_l0).T, rtol=0, atol=1e-10)
