@@ -266,25 +266,42 @@ def _train(
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
     stop = stop or (lambda: False)
-    run = _Run(config, run_dir, observer or Observer(), stop)
-    run.start(text, source, resume)
-    interrupted = False
-    if run.stopped_in_evaluation():
-        interrupted = not run.evaluate()  # the last process stopped during this evaluation
-    while not interrupted and not run.done():
-        if stop():
-            interrupted = True
-            break
-        run.train_step()
-        if run.step % config.eval_every == 0:
+    shown = _notebook_progress(config) if observer is None else None
+    run = _Run(config, run_dir, observer or shown or Observer(), stop)
+    try:
+        run.start(text, source, resume)
+        interrupted = False
+        if run.stopped_in_evaluation():
+            interrupted = not run.evaluate()  # the last process stopped during this evaluation
+        while not interrupted and not run.done():
+            if stop():
+                interrupted = True
+                break
+            run.train_step()
+            if run.step % config.eval_every == 0:
+                interrupted = not run.evaluate()
+            elif run.step % (config.checkpoint_every or config.eval_every) == 0:
+                run.save(None)
+        if not interrupted and not run.evaluated_here():
             interrupted = not run.evaluate()
-        elif run.step % (config.checkpoint_every or config.eval_every) == 0:
+        if interrupted:
             run.save(None)
-    if not interrupted and not run.evaluated_here():
-        interrupted = not run.evaluate()
-    if interrupted:
-        run.save(None)
-    return run.result(interrupted)
+        return run.result(interrupted)
+    finally:
+        if shown is not None:
+            shown.stop()
+
+
+def _notebook_progress(config: TrainConfig) -> Observer | None:
+    """In a Jupyter notebook, rich's progress bar and evaluation lines in the cell (as the CLI
+    shows them on a terminal); elsewhere None: a library call shows nothing by itself."""
+    from rich.console import Console
+
+    if not Console().is_jupyter:
+        return None
+    from charrnn.progress import RichObserver, console
+
+    return RichObserver(console(), config.steps, config.minutes, config.eval_every)
 
 
 class _Run:
