@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Words and punctuation of the generated corpus: lowercase only, so upper-case letters,
@@ -28,6 +29,20 @@ WORD_TEXT = (
 WORDS = WORD_TEXT.split()
 
 TRAIN_ARGS = ("--hidden", "16", "--batch", "4", "--seq-len", "16")
+
+
+def numeric_grad(f, array: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """4th-order central differences of f() with respect to each entry of array (in place)."""
+    num = np.zeros_like(array)
+    for i in np.ndindex(array.shape):
+        old = array[i]
+        values = {}
+        for d in (-2, -1, 1, 2):
+            array[i] = old + d * eps
+            values[d] = f()
+        array[i] = old
+        num[i] = ((values[-2] - values[2]) + 8 * (values[1] - values[-1])) / (12 * eps)
+    return num
 
 
 def english_like(n_chars: int, seed: int = 0) -> str:

@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import numeric_grad
 
 from charrnn import cells
 from charrnn.cells import CELLS, GRUCell, LSTMCell, RNNCell
-
-EPS = 1e-3
 
 
 def scaled(cell, xw_true):
@@ -34,20 +33,6 @@ def loss(cell, xw, W_hh, state0, b_hn, R):
     """sum(hs * R): R stands for the gradient that arrives from above at every h_t."""
     hs, _ = cell.forward(scaled(cell, xw), W_hh, state0, b_hn)
     return float((hs * R).sum())
-
-
-def numeric_grad(f, array):
-    """4th-order central differences of f() with respect to each entry of array."""
-    num = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        values = {}
-        for d in (-2, -1, 1, 2):
-            array[i] = old + d * EPS
-            values[d] = f()
-        array[i] = old
-        num[i] = ((values[-2] - values[2]) + 8 * (values[1] - values[-1])) / (12 * EPS)
-    return num
 
 
 def max_rel_error(num, ana):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import english_like, run_cli
+from conftest import english_like, numeric_grad, run_cli
 from test_guarantees_resume import assert_same_run
 
 import charrnn
@@ -18,7 +18,6 @@ from charrnn.checkpoint import read_meta, read_npz
 from charrnn.model import dropout_keep, param_shapes
 from charrnn.sample import Streams
 
-EPS = 1e-3
 FIXTURE = Path(__file__).parent / "fixtures"
 
 
@@ -29,20 +28,6 @@ def perturbed(V, H, cell, layers, seed, dtype=np.float64) -> CharRNN:
     for p in model.params.values():
         p += (0.4 * rng.standard_normal(p.shape)).astype(dtype)
     return model
-
-
-def numeric_grad(f, array: np.ndarray) -> np.ndarray:
-    """4th-order central differences of f() with respect to each entry of array."""
-    num = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        values = {}
-        for d in (-2, -1, 1, 2):
-            array[i] = old + d * EPS
-            values[d] = f()
-        array[i] = old
-        num[i] = ((values[-2] - values[2]) + 8 * (values[1] - values[-1])) / (12 * EPS)
-    return num
 
 
 def max_rel_error(num, ana) -> float:
