@@ -9,13 +9,15 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import assert_usage_error, run_cli
+from conftest import assert_usage_error, cli_env, run_cli
 
 from charrnn import TrainConfig, download, train
 from charrnn.corpus import (
@@ -352,6 +354,7 @@ def catalogue(base, tmp_path, monkeypatch) -> Path:
         {"name": "wrong", "description": "bad hash", "urls": [base + "/ok.txt"],
          "sha256": "0" * 64},
         {"name": "gone", "description": "404", "urls": [base + "/missing.txt"]},
+        {"name": "slow", "description": "trickles", "urls": [base + "/trickle.txt"]},
     ]  # fmt: skip
     path = tmp_path / "catalogue.json"
     path.write_text(json.dumps({"version": 1, "corpora": corpora}))
@@ -373,6 +376,21 @@ def test_cli_lists_fetches_and_marks_cached(catalogue, cache):
 
     row = next(line for line in run_cli("corpora").stdout.splitlines() if "│ book" in line)
     assert "│ yes " in row
+
+
+def test_two_processes_fetching_at_once_download_once(catalogue, cache, server):
+    """Two `charrnn corpora fetch` processes started together: both succeed, the server sees
+    one download (the second process waits on the lock, then finds the file cached), and the
+    cache holds the whole file with no part file left."""
+    command = [sys.executable, "-m", "charrnn", "corpora", "fetch", "slow"]
+    env = {**cli_env(), "CHARRNN_CATALOGUE": str(catalogue), "CHARRNN_CACHE": str(cache)}
+    pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "env": env}
+    with subprocess.Popen(command, **pipes) as a, subprocess.Popen(command, **pipes) as b:
+        outcomes = [(p.communicate(timeout=60)[1], p.returncode) for p in (a, b)]
+    outcomes = [(code, err) for err, code in outcomes]
+    assert outcomes == [(0, b""), (0, b"")], outcomes
+    assert (cache / "corpora" / "slow.txt").read_bytes() == DATA and no_leftovers(cache)
+    assert [path for path, _ in server.requests] == ["/trickle.txt"]
 
 
 @pytest.mark.parametrize(
