@@ -307,6 +307,12 @@ class LSTMCell(_Cell):
         dstate0 = np.stack((dnext, dc_next)) if with_dstate0 else None  # (2, B, H)
         return dxw, dW_hh, dstate0, {}
 
+    def recorded(self, T: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """After a forward of a (T, B) chunk: the gates i, f, g, o after their nonlinearity,
+        (T, 4, B, H), and c_1..c_T, (T, B, H); views valid until the next forward of (T, B)."""
+        w = self._work[(T, B)]
+        return w["gates"], w["cs"][1:]
+
     def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
         """One step in place from both parts of the pre-activation, each scaled by x_scale:
         xw_t (B, 4H), overwritten, and gh = h (W_hh x_scale) (B, 4H); state (2, B, H) becomes

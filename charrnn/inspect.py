@@ -115,11 +115,10 @@ def trace(
             for layer in range(L):
                 out.hidden[layer][start:end] = w["below"][layer]  # (T, H)
                 if lstm:
-                    gates = w["xw"][layer][:, 0]  # (T, 4H): i, f, g, o after their nonlinearity
+                    gates, cs = model.cells[layer].recorded(end - start, 1)  # (T, 4, 1, H)
                     for k, g in enumerate(GATES):
-                        out.gates[layer][g][start:end] = gates[:, k * H : (k + 1) * H]
-                    T = end - start
-                    out.cell[layer][start:end] = model.cells[layer]._work[(T, 1)]["cs"][1:, 0]
+                        out.gates[layer][g][start:end] = gates[:, k, 0]
+                    out.cell[layer][start:end] = cs[:, 0]
             # The logits as _forward computes them, so the sums match evaluate's.
             logits = p["W_hy"].T @ w["below"][-1].T  # (V, T)
             logits += p["b_y"][:, None]

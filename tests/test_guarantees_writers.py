@@ -296,13 +296,13 @@ def test_sighup_during_an_evaluation_saves_and_resumes_exactly(tmp_path):
     step 1 with no evaluation recorded; the resume redoes that evaluation and equals a straight
     run."""
     corpus = tmp_path / "big.txt"
-    corpus.write_text(english_like(100_000), encoding="utf-8")
+    corpus.write_text(english_like(450_000), encoding="utf-8")  # ~2 s to evaluate, quiet
     run, straight, log = tmp_path / "run", tmp_path / "straight", tmp_path / "hup.log"
     args = ("train", corpus, "--hidden", "512", "--batch", "4", "--seq-len", "8")
-    args += ("--val-fraction", "0.5", "--steps", "1", "--sample-length", "0")
+    args += ("--val-fraction", "0.9", "--steps", "1", "--sample-length", "0")
     proc = start((*args, "--out", run), log)
     wait_for(log, r"^run ", proc)
-    time.sleep(0.5)
+    time.sleep(0.3)  # step 1 takes milliseconds, the evaluation after it over a second
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 129, log.read_text()
     assert "eval at step" not in log.read_text()

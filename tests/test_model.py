@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import numeric_grad as central_differences
 
 import charrnn
 import charrnn.cells
@@ -27,16 +28,7 @@ def perturbed_model(V, H, seed, dtype=np.float64):
 
 def numeric_grad(model, x, y, h0, array, keep=None):
     """4th-order central differences of the mean loss with respect to each entry of array."""
-    num = np.zeros_like(array)
-    for i in np.ndindex(array.shape):
-        old = array[i]
-        f = {}
-        for d in (-2, -1, 1, 2):
-            array[i] = old + d * EPS
-            f[d] = model.loss(x, y, h0, keep)[0]
-        array[i] = old
-        num[i] = ((f[-2] - f[2]) + 8 * (f[1] - f[-1])) / (12 * EPS)
-    return num
+    return central_differences(lambda: model.loss(x, y, h0, keep)[0], array, EPS)
 
 
 def max_rel_error(num, ana):
@@ -163,16 +155,7 @@ def test_gradients_with_weight_drop_match_finite_differences():
     assert loss != pytest.approx(model.loss(x, y, h0, keep)[0], rel=1e-3)  # the mask matters
 
     def numeric(array):
-        num = np.zeros_like(array)
-        for i in np.ndindex(array.shape):
-            old = array[i]
-            f = {}
-            for d in (-2, -1, 1, 2):
-                array[i] = old + d * EPS
-                f[d] = model.loss(x, y, h0, keep, hh_keep)[0]
-            array[i] = old
-            num[i] = ((f[-2] - f[2]) + 8 * (f[1] - f[-1])) / (12 * EPS)
-        return num
+        return central_differences(lambda: model.loss(x, y, h0, keep, hh_keep)[0], array, EPS)
 
     errors = {name: max_rel_error(numeric(model.params[name]), grads[name]) for name in PARAM_NAMES}
     errors["h0"] = max_rel_error(numeric(h0), grads["h0"])
