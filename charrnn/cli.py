@@ -266,7 +266,6 @@ def build_parser() -> Parser:
 
 
 DEFAULT_MINUTES = 3.0
-RESUMABLE = {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
 
 
 # ---- train ------------------------------------------------------------------------------
@@ -352,13 +351,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; leave out --out")
         config, source = training.read_run_config(args.resume)
-        fixed = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(config, k) != v}
+        fixed = {
+            k: v
+            for k, v in given.items()
+            if k not in training.RESUMABLE and getattr(config, k) != v
+        }
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
             raise ConfigError(f"{names} cannot change when resuming a run")
         if "steps" in given or "minutes" in given:
             config.steps, config.minutes = given.get("steps"), given.get("minutes")
-        for k in RESUMABLE & given.keys() - {"steps", "minutes"}:
+        for k in training.RESUMABLE & given.keys() - {"steps", "minutes"}:
             setattr(config, k, given[k])
         if args.file is None and args.corpus is None:
             if "builtin" in source or "download" in source:

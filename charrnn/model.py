@@ -304,7 +304,7 @@ class CharRNN:
         for layer, cell in enumerate(self.cells):
             s, scale = suffix(layer), cell.x_scale
             if layer == 0:
-                xw = (p["W_xh"] + p["b_h"])[ids]  # rounded as in the training forward
+                xw = p["W_xh"][ids] + p["b_h"]  # the training forward's sums, row by row
             else:
                 xw = h @ p[f"W_xh{s}"]  # (B, GH)
                 xw += p[f"b_h{s}"]
