@@ -1,9 +1,11 @@
 """Recurrent cells run over a whole chunk of T steps, forward and backward by hand in NumPy.
 
-A layer's caller forms xw = x W_xh + b_h for all T steps at once (a row gather or one GEMM),
-scales its columns by the cell's `x_scale`, and hands it to `forward`, which runs only the
+A layer's caller forms xw = x W_xh + b_h for all T steps at once (a row gather or GEMMs),
+scales its columns by the cell's `x_scale`, and hands it to `forward` gate-major, (G, T, B, H):
+gate block k of every step is one contiguous (T*B, H) matrix. `forward` runs only the
 sequential part: h_t from xw_t and h_{t-1} W_hh, one (B, H) @ (H, G*H) product per step.
-`backward` returns dL/d(x W_xh + b_h) in true units, so dW_xh = x^T dxw and db_h = sum dxw.
+`backward` returns dL/d(x W_xh + b_h) in true units, gate-major too, so dW_xh = x^T dxw_k and
+db_h = sum dxw_k block by block.
 
     rnn   h' = tanh(a)                                      a = xw_t + h W_hh, G = 1
     lstm  i, f, o = sigmoid(a_i, a_f, a_o), g = tanh(a_g)   G = 4, blocks i, f, g, o
@@ -14,9 +16,16 @@ sequential part: h_t from xw_t and h_{t-1} W_hh, one (B, H) @ (H, G*H) product p
 W_hh is (H, G*H) and maps one to one onto torch.nn's weight_hh_l0.T; the state is (S, B, H)
 with S = 2 for the LSTM (h, c) and 1 otherwise. Shapes: T steps, B streams, H hidden units.
 
+One buffer serves three lives, which is what keeps training's memory low: xw's buffer holds
+the input projections, then forward overwrites each step's with its gates (the LSTM's and
+GRU's backward need the gates, not the pre-activations), then backward overwrites each
+step's gates with dxw once it has read them. Gate-major keeps every gate of a step a
+contiguous (B, H) slab for the elementwise passes and every block over the chunk one matrix
+for the GEMMs.
+
 Lifetimes: a cell instance serves one layer. Its work buffers are kept per (T, B), so `hs`
 (a view into them) is valid until the next forward of the same (T, B). Between forward and
-backward the caller leaves xw (the cell may write into it, and backward returns dxw in the
+backward the caller leaves xw (the cell writes into it, and backward returns dxw in the
 same array), W_hh and hs untouched and runs no other forward of that (T, B).
 """
 
@@ -34,6 +43,29 @@ TANH_GRAD_CHUNK = 2**16
 # multiply-adds (B*H*G*H): waking a second thread per product costs more than it gives there.
 # Vanilla step time with one thread against two, B 64: 0.85 at H 128, 1.07 at H 192.
 ONE_THREAD_MAX_PRODUCT = 2**20
+
+
+def to_blocks(rows: np.ndarray, gates: int) -> np.ndarray:
+    """(..., G*H) with gate blocks side by side -> (G, ..., H) gate-major, a contiguous copy."""
+    blocks = rows.reshape(*rows.shape[:-1], gates, -1)
+    return np.ascontiguousarray(np.moveaxis(blocks, -2, 0))
+
+
+def from_blocks(blocks: np.ndarray) -> np.ndarray:
+    """(G, ..., H) gate-major -> (..., G*H) with the gate blocks side by side, a copy."""
+    rows = np.moveaxis(blocks, 0, -2)
+    return rows.reshape(*rows.shape[:-2], -1)
+
+
+def block_products(left: np.ndarray, blocks) -> np.ndarray:
+    """left (R, N) times each (N, H) block of blocks (G of them), side by side: (R, G*H).
+
+    The gradient of a weight whose columns hold the G gate blocks: one GEMM per block."""
+    G, H = len(blocks), blocks[0].shape[-1]
+    out = np.empty((left.shape[0], G * H), left.dtype)  # (R, GH)
+    for k, block in enumerate(blocks):
+        out[:, k * H : (k + 1) * H] = left @ block
+    return out
 
 
 class _Cell:
@@ -58,10 +90,12 @@ class _Cell:
             H, G, dt = self.hidden_size, self.gates, self.dtype
             hs = np.empty((T + 1, B, H), dt)  # h_0 .. h_T
             chunk = max(1, min(T, TANH_GRAD_CHUNK // (B * G * H)))
+            a = np.empty((B, G * H), dt)
             work = {
                 "hs": hs,
                 "hs_steps": list(hs),  # (B, H) views made once: slicing in the loops costs
-                "a": np.empty((B, G * H), dt),  # h W_hh of one step
+                "a": a,  # h W_hh of one step
+                "a_blocks": a.reshape(B, G, H).transpose(1, 0, 2),  # (G, B, H) view of a
                 "dnext": np.empty((B, H), dt),  # dL/dh_{t-1} through the recurrence
                 "chunk": chunk,
                 **self._allocate(T, B, chunk),
@@ -76,8 +110,12 @@ class _Cell:
 
     def _start(self, xw: np.ndarray, W_hh: np.ndarray, state0: np.ndarray):
         """Buffers for xw's (T, B), with xw and W_hh kept for backward and h_0 set."""
-        xw = np.ascontiguousarray(xw, self.dtype)  # (T, B, G*H), no copy when it already is
-        T, B, _ = xw.shape
+        xw = np.ascontiguousarray(xw, self.dtype)  # (G, T, B, H), no copy when it already is
+        G, T, B, H = xw.shape
+        if (self.gates, self.hidden_size) != (G, H):
+            raise ValueError(
+                f"xw must be gate-major (G, T, B, H), G {self.gates}, H {self.hidden_size}"
+            )
         w = self._buffers(T, B)
         w["xw"], w["W_hh"] = xw, W_hh
         w["hs"][0] = state0[0]
@@ -95,7 +133,8 @@ class _Cell:
     def step(
         self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: np.ndarray | None = None
     ) -> np.ndarray:
-        """One step for sampling, the plain reference: xw_t (B, G*H) scaled by x_scale,
+        """One step for sampling, the plain reference: xw_t (B, G*H), blocks side by side,
+        scaled by x_scale,
         state (S, B, H) -> the next state (S, B, H)."""
         gh = state[0] @ W_hh  # (B, G*H)
         if self.x_scale is not None:
@@ -126,6 +165,7 @@ class RNNCell(_Cell):
     ) -> tuple[np.ndarray, np.ndarray]:
         """h_1..h_T (T, B, H), a view valid until the next forward of this (T, B), and h_T."""
         xw, w = self._start(xw, W_hh, state0)
+        xw = xw[0]  # (T, B, H): one gate block
         hs, hs_steps, a = w["hs"], w["hs_steps"], w["a"]
         with self._one_thread(xw.shape[1]):
             for t in range(len(xw)):
@@ -137,10 +177,10 @@ class RNNCell(_Cell):
     def backward(
         self, dhs: np.ndarray, with_dstate0: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-        """dxw (T, B, H) written into forward's xw, dW_hh (H, H), dstate0 (1, B, H) or None."""
+        """dxw (1, T, B, H) written into forward's xw, dW_hh (H, H), dstate0 (1, B, H) or None."""
         dhs, w, W_hh_T = self._recall(dhs)
         T, B, H = dhs.shape
-        hs, dxw, dnext = w["hs"], w["xw"], w["dnext"]
+        hs, dxw, dnext = w["hs"], w["xw"][0], w["dnext"]
         tanh_grad, tanh_grad_steps, C = w["tanh_grad"], w["tanh_grad_steps"], w["chunk"]
         # h_{t+1} = tanh(a_t): dL/da_t = (dL/dh_{t+1} from above + from step t+1) (1 - h_{t+1}^2)
         with self._one_thread(B):
@@ -161,7 +201,7 @@ class RNNCell(_Cell):
         N = T * B
         dW_hh = hs[:-1].reshape(N, H).T @ dxw.reshape(N, H)  # (H, H): one GEMM, all steps
         dstate0 = dnext[None].copy() if with_dstate0 else None  # (1, B, H)
-        return dxw, dW_hh, dstate0, {}
+        return dxw[None], dW_hh, dstate0, {}
 
     def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
         """One step in place from both parts of the pre-activation: xw_t (B, H), overwritten,
@@ -192,23 +232,20 @@ class LSTMCell(_Cell):
 
     def _allocate(self, T: int, B: int, chunk: int) -> dict:
         H, dt = self.hidden_size, self.dtype
-        # Gates and factors block-major, so each gate is a contiguous (B, H) slab: NumPy runs a
-        # pass over a strided (B, H) block of a (B, 4H) row up to half as fast.
-        gates = np.empty((T, 4, B, H), dt)  # i, f, g, o of every step
+        # The gates i, f, g, o live in xw's gate-major buffer; the factors are gate-major too,
+        # so each is a contiguous (B, H) slab: NumPy runs a pass over a strided (B, H) block of
+        # a (B, 4H) row up to half as fast.
         cs = np.empty((T + 1, B, H), dt)  # c_0 .. c_T
         tcs = np.empty((T, B, H), dt)  # tanh(c_1) .. tanh(c_T)
-        q = np.empty((chunk, 4, B, H), dt)  # dL/da per unit of dc (i, f, g) or dh (o)
+        q = np.empty((4, chunk, B, H), dt)  # dL/da per unit of dc (i, f, g) or dh (o)
         oq = np.empty((chunk, B, H), dt)  # o (1 - tanh^2 c): dL/dc per unit of dh
         return {
-            "gates": gates,
-            "gates_steps": list(gates),
-            "gates_rows": list(gates.transpose(0, 2, 1, 3)),  # (B, 4, H) views
             "cs": cs,
             "cs_steps": list(cs),
             "tcs": tcs,
             "tcs_steps": list(tcs),
             "q": q,
-            "q_steps": list(q),
+            "q_steps": list(q.transpose(1, 0, 2, 3)),  # (4, B, H) views
             "oq": oq,
             "oq_steps": list(oq),
             "ig": np.empty((B, H), dt),  # i g of one step
@@ -221,23 +258,22 @@ class LSTMCell(_Cell):
     ) -> tuple[np.ndarray, np.ndarray]:
         """h_1..h_T (T, B, H), a view valid until the next forward of this (T, B), and (h_T, c_T).
 
-        xw (T, B, 4H) is overwritten with the pre-activations; backward writes dxw into it.
+        xw (4, T, B, H) is overwritten with the gates; backward writes dxw into it.
         """
         xw, w = self._start(xw, W_hh, state0)
-        T, B, _ = xw.shape
+        _, T, B, _ = xw.shape
         hs, hs_steps, cs, cs_steps = w["hs"], w["hs_steps"], w["cs"], w["cs_steps"]
-        gates_steps, gates_rows = w["gates_steps"], w["gates_rows"]
-        tcs_steps, a, ig, H = w["tcs_steps"], w["a"], w["ig"], self.hidden_size
+        tcs_steps, a, a_blocks, ig = w["tcs_steps"], w["a"], w["a_blocks"], w["ig"]
+        gates_steps = list(xw.transpose(1, 0, 2, 3))  # (4, B, H) views, one a step
         cs[0] = state0[1]
         W_half = W_hh * self.x_scale  # (H, 4H): i, f, o columns halved like xw's
-        xw_rows = xw.reshape(T, B, 4, H)
         # Per step: one product and 19 elementwise passes over (B, H) in 11 calls.
         with self._one_thread(B):
             for t in range(T):
                 np.matmul(hs_steps[t], W_half, out=a)  # (B, 4H)
-                xw[t] += a  # a_i/2, a_f/2, a_g, a_o/2
                 gate = gates_steps[t]  # (4, B, H)
-                np.tanh(xw_rows[t], out=gates_rows[t])
+                np.add(gate, a_blocks, out=gate)  # a_i/2, a_f/2, a_g, a_o/2
+                np.tanh(gate, out=gate)
                 i, f, g, o = gate  # (B, H) each
                 i_f = gate[:2]  # (2, B, H)
                 i_f *= 0.5
@@ -255,38 +291,39 @@ class LSTMCell(_Cell):
     def backward(
         self, dhs: np.ndarray, with_dstate0: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-        """dxw (T, B, 4H) written into forward's xw, dW_hh (H, 4H), dstate0 (2, B, H) or None.
-
-        dhs is overwritten (it accumulates dL/dh_t).
+        """dxw (4, T, B, H) written over the gates in forward's xw, dW_hh (H, 4H), dstate0
+        (2, B, H) or None. dhs is overwritten (it accumulates dL/dh_t).
         """
         dhs, w, W_hh_T = self._recall(dhs)
         T, B, H = dhs.shape
-        dxw, gates, gates_steps = w["xw"], w["gates"], w["gates_steps"]
-        hs, cs, tcs = w["hs"], w["cs"], w["tcs"]
+        gates = dxw = w["xw"]  # (4, T, B, H): step t's gates until step t writes its dxw
+        gates_steps = list(gates.transpose(1, 0, 2, 3))  # (4, B, H) views, one a step
+        hs, cs, tcs, a, a_blocks = w["hs"], w["cs"], w["tcs"], w["a"], w["a_blocks"]
         q, q_steps, oq, oq_steps = w["q"], w["q_steps"], w["oq"], w["oq_steps"]
         dc, dc_next, dnext, C = w["dc"], w["dc_next"], w["dnext"], w["chunk"]
-        dxw_rows = dxw.reshape(T, B, 4, H)
-        # Per step: one product, 8 elementwise passes over (B, H) in 8 calls, and 15 passes in
-        # 11 calls per chunk of steps for the factors q and oq, which depend on the forward only.
+        # Per step: one product, 8 elementwise passes over (B, H) in 8 calls, a copy of dxw_t
+        # into one (B, 4H) matrix for the product, and 15 passes in 11 calls per chunk of steps
+        # for the factors q and oq, which depend on the forward only.
         with self._one_thread(B):
             for t in range(T - 1, -1, -1):
                 lo = t - t % C
                 if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: the factors
-                    y, qc, oqc = gates[lo : t + 1], q[: t - lo + 1], oq[: t - lo + 1]  # (n, ...)
-                    np.square(y, out=qc)  # (n, 4, B, H)
+                    n = t - lo + 1
+                    y, qc, oqc = gates[:, lo : t + 1], q[:, :n], oq[:n]  # (4, n, B, H), (n, B, H)
+                    np.square(y, out=qc)
                     # sigmoid' = s (1 - s), tanh' = 1 - g^2
-                    np.subtract(y[:, :2], qc[:, :2], out=qc[:, :2])
-                    np.subtract(1, qc[:, 2], out=qc[:, 2])
-                    np.subtract(y[:, 3], qc[:, 3], out=qc[:, 3])
+                    np.subtract(y[:2], qc[:2], out=qc[:2])
+                    np.subtract(1, qc[2], out=qc[2])
+                    np.subtract(y[3], qc[3], out=qc[3])
                     # c' = f c + i g: dc' to da_i, da_f, da_g;  h' = o tanh(c'): dh' to da_o
-                    qc[:, 0] *= y[:, 2]  # g i'
-                    qc[:, 1] *= cs[lo : t + 1]  # c f'
-                    qc[:, 2] *= y[:, 0]  # i g'
-                    qc[:, 3] *= tcs[lo : t + 1]  # tanh(c') o'
+                    qc[0] *= y[2]  # g i'
+                    qc[1] *= cs[lo : t + 1]  # c f'
+                    qc[2] *= y[0]  # i g'
+                    qc[3] *= tcs[lo : t + 1]  # tanh(c') o'
                     # h' = o tanh(c'): dh' to dc'
                     np.square(tcs[lo : t + 1], out=oqc)  # (n, B, H)
                     np.subtract(1, oqc, out=oqc)
-                    oqc *= y[:, 3]  # o (1 - tanh^2 c')
+                    oqc *= y[3]  # o (1 - tanh^2 c')
                 k = t - lo
                 dh = dhs[t]  # (B, H)
                 if t < T - 1:
@@ -294,16 +331,17 @@ class LSTMCell(_Cell):
                 np.multiply(dh, oq_steps[k], out=dc)  # (B, H)
                 if t < T - 1:
                     dc += dc_next  # c carries on into step t+1
-                np.multiply(dc, gates_steps[t][1], out=dc_next)  # c' = f c: dL/dc_{t-1}
-                da, qk = dxw_rows[t], q_steps[k]  # (B, 4, H), (4, B, H)
-                np.multiply(dc, qk[0], out=da[:, 0])  # da_i
-                np.multiply(dc, qk[1], out=da[:, 1])  # da_f
-                np.multiply(dc, qk[2], out=da[:, 2])  # da_g
-                np.multiply(dh, qk[3], out=da[:, 3])  # da_o
+                da, qk = gates_steps[t], q_steps[k]  # (4, B, H) each
+                np.multiply(dc, da[1], out=dc_next)  # c' = f c: dL/dc_{t-1}; f read, now free
+                np.multiply(dc, qk[0], out=da[0])  # da_i
+                np.multiply(dc, qk[1], out=da[1])  # da_f
+                np.multiply(dc, qk[2], out=da[2])  # da_g
+                np.multiply(dh, qk[3], out=da[3])  # da_o
                 if t > 0 or with_dstate0:
-                    np.matmul(dxw[t], W_hh_T, out=dnext)  # a = xw + h W_hh: dL/dh_{t-1}, (B, H)
+                    np.copyto(a_blocks, da)  # (B, 4H): one product over all four blocks
+                    np.matmul(a, W_hh_T, out=dnext)  # a = xw + h W_hh: dL/dh_{t-1}, (B, H)
         N = T * B
-        dW_hh = hs[:-1].reshape(N, H).T @ dxw.reshape(N, 4 * H)  # (H, 4H): one GEMM
+        dW_hh = block_products(hs[:-1].reshape(N, H).T, dxw.reshape(4, N, H))  # (H, 4H)
         dstate0 = np.stack((dnext, dc_next)) if with_dstate0 else None  # (2, B, H)
         return dxw, dW_hh, dstate0, {}
 
@@ -311,7 +349,7 @@ class LSTMCell(_Cell):
         """After a forward of a (T, B) chunk: the gates i, f, g, o after their nonlinearity,
         (T, 4, B, H), and c_1..c_T, (T, B, H); views valid until the next forward of (T, B)."""
         w = self._work[(T, B)]
-        return w["gates"], w["cs"][1:]
+        return w["xw"].transpose(1, 0, 2, 3), w["cs"][1:]
 
     def update(self, xw_t: np.ndarray, gh: np.ndarray, state: np.ndarray, b_hn=None) -> None:
         """One step in place from both parts of the pre-activation, each scaled by x_scale:
@@ -351,20 +389,13 @@ class GRUCell(_Cell):
 
     def _allocate(self, T: int, B: int, chunk: int) -> dict:
         H, dt = self.hidden_size, self.dtype
-        # The gates block-major, so each is a contiguous (B, H) slab: NumPy runs a pass over a
-        # strided (B, H) block of a (B, 3H) row up to half as fast.
-        gates = np.empty((T, 3, B, H), dt)  # r, z, n of every step
-        hn = np.empty((T, B, H), dt)  # h W_hn + b_hn of every step
-        dgh = np.empty((T, B, 3 * H), dt)  # dL/d(h W_hh): da_r, da_z, r da_n
+        # The gates r, z, n live in xw's gate-major buffer, each a contiguous (B, H) slab: NumPy
+        # runs a pass over a strided (B, H) block of a (B, 3H) row up to half as fast.
+        hn = np.empty((T, B, H), dt)  # h W_hn + b_hn of every step, then dL/dhn = r da_n
         k = np.empty((3, chunk, B, H), dt)  # dL/da_r per da_n, dL/da_z and dL/da_n per dh
         return {
-            "gates": gates,
-            "gates_steps": list(gates),
-            "rz_rows": list(gates[:, :2].transpose(0, 2, 1, 3)),  # (B, 2, H) views of r, z
             "hn": hn,
             "hn_steps": list(hn),
-            "dgh": dgh,
-            "dgh_steps": list(dgh),
             "k": k,
             "k_steps": [list(kk) for kk in k],
             "tmp": np.empty((B, H), dt),
@@ -375,32 +406,30 @@ class GRUCell(_Cell):
     ) -> tuple[np.ndarray, np.ndarray]:
         """h_1..h_T (T, B, H), a view valid until the next forward of this (T, B), and h_T.
 
-        xw (T, B, 3H) is only read here; backward writes dxw into it.
+        xw (3, T, B, H) is overwritten with the gates; backward writes dxw into it.
         """
         xw, w = self._start(xw, W_hh, state0)
-        T, B, _ = xw.shape
-        H = self.hidden_size
+        _, T, B, H = xw.shape
         hs, hs_steps, hn_steps, a, tmp = w["hs"], w["hs_steps"], w["hn_steps"], w["a"], w["tmp"]
-        gates_steps, rz_rows = w["gates_steps"], w["rz_rows"]
+        gates_steps = list(xw.transpose(1, 0, 2, 3))  # (3, B, H) views, one a step
         if b_hn is None:
             b_hn = np.zeros(H, self.dtype)
         W_half = W_hh * self.x_scale  # (H, 3H): r, z columns halved like xw's
-        xw_rz = xw.reshape(T, B, 3, H)[:, :, :2]  # (T, B, 2, H)
-        a_rz, a_n = a.reshape(B, 3, H)[:, :2], a[:, 2 * H :]  # (B, 2, H), (B, H)
+        a_rz, a_n = w["a_blocks"][:2], a[:, 2 * H :]  # (2, B, H), (B, H) views of a
         # Per step: one product and 15 elementwise passes over (B, H) in 11 calls.
         with self._one_thread(B):
             for t in range(T):
                 rz = gates_steps[t][:2]  # (2, B, H)
                 r, z, n = gates_steps[t]  # (B, H) each
                 np.matmul(hs_steps[t], W_half, out=a)  # (B, 3H)
-                np.add(xw_rz[t], a_rz, out=rz_rows[t])  # a_r/2, a_z/2
+                np.add(rz, a_rz, out=rz)  # a_r/2, a_z/2
                 np.tanh(rz, out=rz)
                 rz *= 0.5
                 rz += 0.5  # r, z = (1 + tanh(a/2)) / 2
                 hn = hn_steps[t]  # (B, H)
                 np.add(a_n, b_hn, out=hn)  # h W_hn + b_hn
                 np.multiply(r, hn, out=tmp)
-                np.add(xw[t, :, 2 * H :], tmp, out=n)
+                n += tmp
                 np.tanh(n, out=n)  # n = tanh(xw_n + r (h W_hn + b_hn))
                 np.subtract(hs_steps[t], n, out=tmp)
                 tmp *= z
@@ -410,22 +439,24 @@ class GRUCell(_Cell):
     def backward(
         self, dhs: np.ndarray, with_dstate0: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
-        """dxw (T, B, 3H) written into forward's xw, dW_hh (H, 3H), dstate0 (1, B, H) or None,
-        and {"b_hn": (H,)}. dhs is overwritten (it accumulates dL/dh_t)."""
+        """dxw (3, T, B, H) written over the gates in forward's xw, dW_hh (H, 3H), dstate0
+        (1, B, H) or None, and {"b_hn": (H,)}. dhs is overwritten (it accumulates dL/dh_t)."""
         dhs, w, W_hh_T = self._recall(dhs)
         T, B, H = dhs.shape
-        dxw, gates, gates_steps, hs, hn = w["xw"], w["gates"], w["gates_steps"], w["hs"], w["hn"]
-        dgh, dgh_steps = w["dgh"], w["dgh_steps"]
+        gates = dxw = w["xw"]  # (3, T, B, H): step t's gates until step t writes its dxw
+        gates_steps = list(gates.transpose(1, 0, 2, 3))  # (3, B, H) views, one a step
+        hs, hn, hn_steps = w["hs"], w["hn"], w["hn_steps"]
         k, (kr_steps, kz_steps, kn_steps), C = w["k"], w["k_steps"], w["chunk"]
-        dnext, tmp = w["dnext"], w["tmp"]
-        # Per step: one product, 9 elementwise passes over (B, H) in 8 calls, and 10 passes in
-        # 10 calls per chunk of steps for the factors k, which depend on the forward only.
+        dnext, tmp, dgh, dgh_blocks = w["dnext"], w["tmp"], w["a"], w["a_blocks"]
+        # Per step: one product, 9 elementwise passes over (B, H) in 9 calls with the copy of
+        # da_r, da_z into dxw, and 10 passes in 10 calls per chunk of steps for the factors k,
+        # which depend on the forward only.
         with self._one_thread(B):
             for t in range(T - 1, -1, -1):
                 lo = t - t % C
                 if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: the factors
                     steps = t - lo + 1
-                    r, z, n = gates[lo : t + 1].transpose(1, 0, 2, 3)  # (steps, B, H) each
+                    r, z, n = gates[:, lo : t + 1]  # (steps, B, H) each
                     kr, kz, kn = k[:, :steps]  # (steps, B, H) each
                     # h' = n + z (h - n): dh' to da_n = (1 - z)(1 - n^2) dh'
                     np.subtract(1, z, out=kz)
@@ -444,21 +475,23 @@ class GRUCell(_Cell):
                 dh = dhs[t]  # (B, H)
                 if t < T - 1:
                     dh += dnext  # from above and from step t+1
-                r, z, _ = gates_steps[t]  # (B, H) each
-                y, d = dxw[t], dgh_steps[t]  # (B, 3H): dL/dxw, dL/d(h W_hh)
+                y = gates_steps[t]  # (3, B, H): r, z, n, then dL/dxw
+                r, z, da_n = y
                 np.multiply(dh, z, out=tmp)  # h' = z h: dL/dh_{t-1} directly
-                np.multiply(dh, kn_steps[j], out=y[:, 2 * H :])  # da_n
-                np.multiply(dh, kz_steps[j], out=d[:, H : 2 * H])  # da_z
-                np.multiply(y[:, 2 * H :], kr_steps[j], out=d[:, :H])  # da_r
-                np.multiply(y[:, 2 * H :], r, out=d[:, 2 * H :])  # dL/dhn = r da_n
-                y[:, : 2 * H] = d[:, : 2 * H]  # xw_r, xw_z enter like h W_r, h W_z
+                np.multiply(dh, kn_steps[j], out=da_n)  # n read in the factors, now free
+                # dL/d(h W_hh) of this step, (B, 3H): da_r, da_z, r da_n
+                np.multiply(dh, kz_steps[j], out=dgh_blocks[1])  # da_z
+                np.multiply(da_n, kr_steps[j], out=dgh_blocks[0])  # da_r
+                np.multiply(da_n, r, out=hn_steps[t])  # dL/dhn = r da_n; hn read, now free
+                np.copyto(dgh_blocks[2], hn_steps[t])
+                np.copyto(y[:2], dgh_blocks[:2])  # xw_r, xw_z enter like h W_r, h W_z
                 if t > 0 or with_dstate0:
-                    np.matmul(d, W_hh_T, out=dnext)  # (B, H)
+                    np.matmul(dgh, W_hh_T, out=dnext)  # (B, H)
                     dnext += tmp
         N = T * B
-        dgh_flat = dgh.reshape(N, 3 * H)  # (TB, 3H)
-        dW_hh = hs[:-1].reshape(N, H).T @ dgh_flat  # (H, 3H): one GEMM, all steps
-        db_hn = np.ones(N, self.dtype) @ dgh_flat[:, 2 * H :]  # (H,)
+        blocks = [dxw[0].reshape(N, H), dxw[1].reshape(N, H), hn.reshape(N, H)]
+        dW_hh = block_products(hs[:-1].reshape(N, H).T, blocks)  # (H, 3H): da_r, da_z, r da_n
+        db_hn = np.ones(N, self.dtype) @ hn.reshape(N, H)  # (H,)
         dstate0 = dnext[None].copy() if with_dstate0 else None  # (1, B, H)
         return dxw, dW_hh, dstate0, {"b_hn": db_hn}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.cells import CELLS
+from charrnn.cells import CELLS, block_products, from_blocks, to_blocks
 
 MAX_LAYERS = 8
 
@@ -46,16 +46,17 @@ def param_shapes(
 
 
 def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, num_ids: int) -> np.ndarray:
-    """out[v] = sum of rows[i] where ids[i] == v: the gradient of a row gather, (num_ids, H)."""
-    if num_ids <= 256:  # one GEMM with a (V, N) one-hot: cheap while V is small
+    """out[..., v, :] = sum of rows[..., i, :] where ids[i] == v: the gradient of a row gather,
+    (..., num_ids, H) from rows (..., N, H)."""
+    if num_ids <= 256:  # one GEMM a block with a (V, N) one-hot: cheap while V is small
         one_hot_t = np.zeros((num_ids, len(ids)), rows.dtype)  # (V, N)
         one_hot_t[ids, np.arange(len(ids))] = 1
-        return one_hot_t @ rows  # (V, H)
+        return one_hot_t @ rows  # (..., V, H)
     order = np.argsort(ids, kind="stable")  # sort rows by id, then sum each run of equal ids
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    out = np.zeros((num_ids, rows.shape[1]), rows.dtype)
-    out[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    out = np.zeros((*rows.shape[:-2], num_ids, rows.shape[-1]), rows.dtype)
+    out[..., sorted_ids[starts], :] = np.add.reduceat(rows[..., order, :], starts, axis=-2)
     return out
 
 
@@ -156,9 +157,9 @@ class CharRNN:
         work = self._work.get((T, B))
         if work is None:
             H, V, N, dt = self.hidden_size, self.vocab_size, T * B, self.dtype
-            GH = self.gates * H
             work = {
-                "xw": [np.empty((T, B, GH), dt) for _ in range(self.layers)],  # then dL/dxw
+                # Per layer, gate-major: x W_xh + b_h, then the gates, then dL/dxw (cells.py).
+                "xw": [np.empty((self.gates, T, B, H), dt) for _ in range(self.layers)],
                 # Symbols on rows, positions on columns: the per-position max and sum run
                 # along long contiguous rows instead of T*B short ones.
                 "logits_t": np.empty((V, N), dt),  # logits, then exp, then dL/dlogits
@@ -205,13 +206,16 @@ class CharRNN:
                 table = p["W_xh"] + p["b_h"]  # (V, GH)
                 if scale is not None:
                     table *= scale
-                np.take(table, inputs.T, axis=0, out=xw, mode="clip")  # (T, B, GH)
+                for k, block in enumerate(to_blocks(table, self.gates)):  # (V, H) each
+                    np.take(block, inputs.T, axis=0, out=xw[k], mode="clip")  # (T, B, H)
             else:
                 W_xh, b_h = p[f"W_xh{s}"], p[f"b_h{s}"]  # (H, GH), (GH,)
                 if scale is not None:
                     W_xh, b_h = W_xh * scale, b_h * scale
-                np.matmul(below, W_xh, out=xw.reshape(N, -1))  # (TB, GH): one GEMM
-                xw += b_h
+                for k in range(self.gates):  # one GEMM over all TB rows per gate block
+                    block = slice(k * H, (k + 1) * H)
+                    np.matmul(below, W_xh[:, block], out=xw[k].reshape(N, H))  # (TB, H)
+                    xw[k] += b_h[block]
             W_hh = p[f"W_hh{s}"]  # (H, GH)
             if hh_keep is not None:
                 W_hh = W_hh * hh_keep[layer]
@@ -280,15 +284,24 @@ class CharRNN:
             grads.update({f"{name}{s}": g for name, g in extra.items()})
             if with_dh0:
                 dstate0[layer] = dstate0_layer
-            dxw_flat = dxw.reshape(N, -1)  # (TB, GH): dL/d(x W_xh + b_h)
+            dxw_blocks = dxw.reshape(self.gates, N, H)  # (G, TB, H): dL/d(x W_xh + b_h)
             if layer == 0:
-                grads["W_xh"] = scatter_add_rows(inputs.T.reshape(-1), dxw_flat, V)  # (V, GH)
+                ids = inputs.T.reshape(-1)  # (TB,)
+                grads["W_xh"] = from_blocks(scatter_add_rows(ids, dxw_blocks, V))  # (V, GH)
                 # Every position adds its dL/dxw to one row of dW_xh: the rows sum to dL/db_h.
                 grads["b_h"] = grads["W_xh"].sum(axis=0)  # (GH,)
             else:
-                grads[f"W_xh{s}"] = w["below"][layer - 1].T @ dxw_flat  # (H, GH): one GEMM
-                grads[f"b_h{s}"] = w["ones_n"] @ dxw_flat  # (GH,)
-                np.matmul(dxw_flat, p[f"W_xh{s}"].T, out=dh)  # dL/dh of the layer below
+                below = w["below"][layer - 1]  # (TB, H)
+                grads[f"W_xh{s}"] = block_products(below.T, dxw_blocks)  # (H, GH)
+                grads[f"b_h{s}"] = (w["ones_n"] @ dxw_blocks).reshape(-1)  # (GH,)
+                # dL/dh of the layer below, sum over blocks of dxw_k W_xh_k^T; each block's
+                # product lands in the block before it, already used and free.
+                W_xh_T = p[f"W_xh{s}"].T  # (GH, H)
+                np.matmul(dxw_blocks[0], W_xh_T[:H], out=dh)
+                for k in range(1, self.gates):
+                    spare = dxw_blocks[k - 1]  # (TB, H)
+                    np.matmul(dxw_blocks[k], W_xh_T[k * H : (k + 1) * H], out=spare)
+                    dh += spare
         if with_dh0:
             grads["h0"] = dstate0
         grads = {k: np.asarray(grads[k], self.dtype) for k in (*p, "h0") if k in grads}

@@ -114,7 +114,7 @@ def gemm_only_worker(opts: dict) -> dict:
     import numpy as np
 
     from charrnn import blas
-    from charrnn.cells import CELLS, ONE_THREAD_MAX_PRODUCT
+    from charrnn.cells import CELLS, ONE_THREAD_MAX_PRODUCT, block_products
 
     B, T, H, V = opts["batch"], opts["seq_len"], opts["hidden"], _bench.corpus_ids()[1]
     G = CELLS[opts.get("cell", "rnn")].gates
@@ -127,13 +127,13 @@ def gemm_only_worker(opts: dict) -> dict:
 
     layers = []
     for layer in range(opts.get("layers", 1)):
-        hs, xw, W_hh = rand(T + 1, B, H), rand(T, B, GH), rand(H, GH)
+        hs, xw, W_hh = rand(T + 1, B, H), rand(G, T, B, H), rand(H, GH)
         layers.append(
             {
                 "hs": hs,  # h_0 .. h_T
                 "hs_steps": list(hs),
-                "xw": xw,  # x W_xh + b_h, then dL/dxw
-                "xw_steps": list(xw),
+                "xw": xw,  # gate-major x W_xh + b_h, then dL/dxw
+                "blocks": xw.reshape(G, N, H),
                 "W_xh": rand(V if layer == 0 else H, GH),
                 "W_hh": W_hh,
                 "W_hh_T": np.ascontiguousarray(W_hh.T),
@@ -141,14 +141,15 @@ def gemm_only_worker(opts: dict) -> dict:
         )
     W_hy = rand(H, V)
     W_hy_T = np.ascontiguousarray(W_hy.T)
-    logits_t, a, dnext, dh = rand(V, N), rand(B, GH), rand(B, H), rand(N, H)
+    logits_t, a, dnext, dh, dh2 = rand(V, N), rand(B, GH), rand(B, H), rand(N, H), rand(N, H)
     one_hot_t, ones = np.zeros((V, N), np.float32), np.ones(N, np.float32)
 
     def train_step() -> float:
         below = None  # (TB, H): the layer below's output
         for layer, w in enumerate(layers):
-            if layer > 0:  # the input projection, one GEMM; layer 1's is a gather
-                np.matmul(below, w["W_xh"], out=w["xw"].reshape(N, GH))
+            if layer > 0:  # the input projection, a GEMM per gate; layer 1's is a gather
+                for k in range(G):
+                    np.matmul(below, w["W_xh"][:, k * H : (k + 1) * H], out=w["blocks"][k])
             W_hh, hs_steps = w["W_hh"], w["hs_steps"]
             with blas.one_thread(one_thread):
                 for t in range(T):  # forward recurrence
@@ -159,17 +160,19 @@ def gemm_only_worker(opts: dict) -> dict:
         np.matmul(logits_t.T, W_hy_T, out=dh)  # dL/dh from the output
         for layer in range(len(layers) - 1, -1, -1):
             w = layers[layer]
-            W_hh_T, dxw_steps = w["W_hh_T"], w["xw_steps"]
+            W_hh_T, blocks = w["W_hh_T"], w["blocks"]
             with blas.one_thread(one_thread):
-                for t in range(T - 1, 0, -1):  # backward recurrence
-                    np.matmul(dxw_steps[t], W_hh_T, out=dnext)  # (B, H)
-            dxw = w["xw"].reshape(N, GH)
-            _ = w["hs"][:-1].reshape(N, H).T @ dxw  # dW_hh, (H, GH)
+                for _ in range(T - 1, 0, -1):  # backward recurrence, dxw_t copied into a
+                    np.matmul(a, W_hh_T, out=dnext)  # (B, H)
+            _ = block_products(w["hs"][:-1].reshape(N, H).T, blocks)  # dW_hh, (H, GH)
             if layer == 0:
-                _ = one_hot_t @ dxw  # dW_xh: the gather's gradient, one GEMM while V <= 256
+                _ = one_hot_t @ blocks  # dW_xh: the gather's gradient, a GEMM per gate block
             else:
-                _ = layers[layer - 1]["hs"][1:].reshape(N, H).T @ dxw, ones @ dxw  # dW_xh, db_h
-                np.matmul(dxw, w["W_xh"].T, out=dh)  # dL/dh of the layer below
+                below = layers[layer - 1]["hs"][1:].reshape(N, H)
+                _ = block_products(below.T, blocks), ones @ blocks  # dW_xh, db_h
+                W_xh_T = w["W_xh"].T  # (GH, H); dL/dh of the layer below, a GEMM per block
+                for k in range(G):
+                    np.matmul(blocks[k], W_xh_T[k * H : (k + 1) * H], out=dh if k == 0 else dh2)
         return 0.0
 
     return {"run": lambda seconds: timed_round(train_step, seconds, B * T)}

@@ -8,12 +8,17 @@ import pytest
 from conftest import numeric_grad
 
 from charrnn import cells
-from charrnn.cells import CELLS, GRUCell, LSTMCell, RNNCell
+from charrnn.cells import CELLS, GRUCell, LSTMCell, RNNCell, from_blocks, to_blocks
+
+
+def scaled_rows(cell, xw_true):
+    """x W_xh + b_h (..., GH) times the cell's x_scale, a fresh copy: what `step` takes."""
+    return xw_true.copy() if cell.x_scale is None else xw_true * cell.x_scale
 
 
 def scaled(cell, xw_true):
-    """What the caller hands to forward: x W_xh + b_h times the cell's x_scale (a fresh copy)."""
-    return xw_true.copy() if cell.x_scale is None else xw_true * cell.x_scale
+    """What the caller hands to forward: scaled_rows made gate-major, (G, T, B, H)."""
+    return to_blocks(scaled_rows(cell, xw_true), cell.gates)
 
 
 def problem(name, H, B, T, seed, dtype=np.float64):
@@ -43,7 +48,8 @@ def analytic(cell, xw, W_hh, state0, b_hn, R):
     """Copies of (dxw, dW_hh, dstate0, extra) for sum(hs * R)."""
     cell.forward(scaled(cell, xw), W_hh, state0, b_hn)
     dxw, dW_hh, dstate0, extra = cell.backward(R.copy(), with_dstate0=True)
-    return dxw.copy(), dW_hh.copy(), dstate0.copy(), {k: v.copy() for k, v in extra.items()}
+    assert dxw.shape == (cell.gates, *R.shape)  # gate-major, (G, T, B, H)
+    return from_blocks(dxw), dW_hh.copy(), dstate0.copy(), {k: v.copy() for k, v in extra.items()}
 
 
 def check_gradients(cell, xw, W_hh, state0, b_hn, R, grads):
@@ -97,7 +103,7 @@ def test_backward_without_dstate0_gives_the_same_gradients(name):
     cell.forward(scaled(cell, xw), W_hh, state0, b_hn)
     got = cell.backward(R.copy())
     assert got[2] is None
-    np.testing.assert_array_equal(got[0], dxw)
+    np.testing.assert_array_equal(from_blocks(got[0]), dxw)
     np.testing.assert_array_equal(got[1], dW_hh)
     for k in extra:
         np.testing.assert_array_equal(got[3][k], extra[k])
@@ -148,9 +154,7 @@ def test_lstm_one_step_by_hand():
         c1.append(f * c0[j] + i * g)
         h1.append(o * math.tanh(c1[j]))
     cell = LSTMCell(H, np.float64)
-    hs, state = cell.forward(
-        np.array([[xw]]) * cell.x_scale, np.array(W_hh), np.array([[h0], [c0]])
-    )
+    hs, state = cell.forward(scaled(cell, np.array([[xw]])), np.array(W_hh), np.array([[h0], [c0]]))
     np.testing.assert_allclose(hs[0, 0], h1, rtol=0, atol=1e-15)
     np.testing.assert_allclose(state[:, 0], [h1, c1], rtol=0, atol=1e-15)
     # unit 0: i = sigmoid(0.1 + 0.5*0.2 - 0.25*-0.3) = sigmoid(0.275), and so on
@@ -175,7 +179,7 @@ def test_gru_one_step_by_hand():
         h1.append((1 - z) * n + z * h0[j])
     cell = GRUCell(H, np.float64)
     hs, state = cell.forward(
-        np.array([[xw]]) * cell.x_scale, np.array(W_hh), np.array([[h0]]), np.array(b_hn)
+        scaled(cell, np.array([[xw]])), np.array(W_hh), np.array([[h0]]), np.array(b_hn)
     )
     np.testing.assert_allclose(hs[0, 0], h1, rtol=0, atol=1e-15)
     np.testing.assert_allclose(state[0, 0], h1, rtol=0, atol=1e-15)
@@ -187,7 +191,7 @@ def test_rnn_one_step_by_hand():
     h1 = [math.tanh(xw[j] + h0[0] * W_hh[0][j] + h0[1] * W_hh[1][j]) for j in range(2)]
     cell = RNNCell(2, np.float64)
     assert cell.x_scale is None
-    hs, state = cell.forward(np.array([[xw]]), np.array(W_hh), np.array([[h0]]))
+    hs, state = cell.forward(np.array([[[xw]]]), np.array(W_hh), np.array([[h0]]))
     np.testing.assert_allclose(hs[0, 0], h1, rtol=0, atol=1e-15)
     np.testing.assert_allclose(state[0, 0], h1, rtol=0, atol=1e-15)
 
@@ -217,10 +221,10 @@ def test_step_agrees_with_forward(name):
     """float32: step equals one step of forward, and T steps of it equal forward's hs."""
     H, B, T = 8, 3, 7
     cell, xw, W_hh, state0, b_hn, _ = problem(name, H, B, T, 6, np.float32)
-    xw_in = scaled(cell, xw)  # (T, B, GH)
-    hs, state_T = cell.forward(xw_in.copy(), W_hh, state0, b_hn)
+    xw_in = scaled_rows(cell, xw)  # (T, B, GH)
+    hs, state_T = cell.forward(to_blocks(xw_in, cell.gates), W_hh, state0, b_hn)
     hs, state_T = hs.copy(), state_T.copy()
-    one, _ = cell.forward(xw_in[:1].copy(), W_hh, state0, b_hn)
+    one, _ = cell.forward(to_blocks(xw_in[:1], cell.gates), W_hh, state0, b_hn)
     state = cell.step(xw_in[0], W_hh, state0, b_hn)
     assert state.shape == state0.shape and state.dtype == np.float32
     np.testing.assert_allclose(state[0], one[0], rtol=0, atol=1e-6)
@@ -274,6 +278,7 @@ def test_matches_torch(name):
     np.testing.assert_allclose(state_T, final, rtol=0, atol=1e-10)
 
     dxw, dW_hh, dstate0, extra = cell.backward(R.copy(), with_dstate0=True)
+    dxw = from_blocks(dxw)  # (T, B, GH)
     N = T * B
     dW_xh = x.reshape(N, D).T @ dxw.reshape(N, G * H)  # (D, GH)
     db_h = dxw.reshape(N, G * H).sum(axis=0)  # (GH,)
