@@ -109,14 +109,20 @@ class CharRNN:
         params: dict[str, np.ndarray] = {}
         for layer in range(layers):
             s = suffix(layer)
-            # Uniform input weights (torch.nn's default), an orthogonal block per gate.
             params[f"W_xh{s}"] = rng.uniform(-scale, scale, (V if layer == 0 else H, G * H))
-            params[f"W_hh{s}"] = np.concatenate([_orthogonal(rng, H) for _ in range(G)], axis=1)
-            params[f"b_h{s}"] = np.zeros(G * H)
-            if cell == "lstm":
-                params[f"b_h{s}"][H : 2 * H] = 1.0  # forget gate open at first: memory by default
-            if cell == "gru":
-                params[f"b_hn{s}"] = np.zeros(H)
+            if cell == "rnn":  # as charrnn 0.1: an orthogonal W_hh, zero bias
+                params[f"W_hh{s}"] = _orthogonal(rng, H)
+                params[f"b_h{s}"] = np.zeros(H)
+                continue
+            # The gated cells start as torch.nn.LSTM/GRU do, every weight and both biases
+            # uniform in +-1/sqrt(H): measured ahead, step for step, of orthogonal W_hh blocks
+            # and of the LSTM's forget-gate bias 1, which slowed early learning (README).
+            params[f"W_hh{s}"] = rng.uniform(-scale, scale, (H, G * H))
+            bias_ih, bias_hh = rng.uniform(-scale, scale, (2, G * H))
+            if cell == "gru":  # bias_hh's n block stays inside r's product
+                params[f"b_hn{s}"] = bias_hh[2 * H :].copy()
+                bias_hh[2 * H :] = 0
+            params[f"b_h{s}"] = bias_ih + bias_hh
         params["W_hy"] = rng.uniform(-scale, scale, (H, V))
         params["b_y"] = np.zeros(V)
         self._setup({k: v.astype(dtype) for k, v in params.items()}, cell, layers)
