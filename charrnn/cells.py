@@ -134,8 +134,7 @@ class _Cell:
         self, xw_t: np.ndarray, W_hh: np.ndarray, state: np.ndarray, b_hn: np.ndarray | None = None
     ) -> np.ndarray:
         """One step for sampling, the plain reference: xw_t (B, G*H), blocks side by side,
-        scaled by x_scale,
-        state (S, B, H) -> the next state (S, B, H)."""
+        scaled by x_scale, state (S, B, H) -> the next state (S, B, H)."""
         gh = state[0] @ W_hh  # (B, G*H)
         if self.x_scale is not None:
             gh *= self.x_scale  # exact: the same numbers as forward's product with W_hh scaled

@@ -99,14 +99,22 @@ def build_parser() -> Parser:
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
     d = training.TrainConfig()
     p.add_argument(
-        "--hidden", type=int_range(1, checkpoint.MAX_HIDDEN), help=f"hidden units ({d.hidden})"
-    )
-    p.add_argument("--cell", choices=list(CELLS), help=f"recurrent cell ({d.cell})")
-    p.add_argument(
-        "--layers", type=int_range(1, MAX_LAYERS), help=f"stacked recurrent layers ({d.layers})"
+        "--hidden",
+        type=int_range(1, checkpoint.MAX_HIDDEN),
+        help=f"hidden units {budget_default(d, 'hidden')}",
     )
     p.add_argument(
-        "--seq-len", type=int_range(1, 100_000), help=f"BPTT chunk length T ({d.seq_len})"
+        "--cell", choices=list(CELLS), help=f"recurrent cell {budget_default(d, 'cell')}"
+    )
+    p.add_argument(
+        "--layers",
+        type=int_range(1, MAX_LAYERS),
+        help=f"stacked recurrent layers {budget_default(d, 'layers')}",
+    )
+    p.add_argument(
+        "--seq-len",
+        type=int_range(1, 100_000),
+        help=f"BPTT chunk length T {budget_default(d, 'seq_len')}",
     )
     p.add_argument("--batch", type=int_range(1, 100_000), help=f"parallel streams B ({d.batch})")
     p.add_argument(
@@ -121,17 +129,18 @@ def build_parser() -> Parser:
     p.add_argument(
         "--dropout",
         type=float_range(0, 1, high_open=True),
-        help=f"share of each layer's units dropped on their way up ({d.dropout})",
+        help=f"share of each layer's units dropped on their way up {budget_default(d, 'dropout')}",
     )
     p.add_argument(
         "--weight-drop",
         type=float_range(0, 1, high_open=True),
-        help=f"share of W_hh entries dropped each step, DropConnect ({d.weight_drop})",
+        help="share of W_hh entries dropped each step, DropConnect "
+        + budget_default(d, "weight_drop"),
     )
     p.add_argument(
         "--schedule",
         choices=list(training.SCHEDULES),
-        help=f"learning-rate schedule ({d.schedule})",
+        help=f"learning-rate schedule {budget_default(d, 'schedule')}",
     )
     p.add_argument("--warmup", type=int_range(0, 10**9), help=f"warm-up steps ({d.warmup})")
     budget = p.add_mutually_exclusive_group()
@@ -268,6 +277,14 @@ def build_parser() -> Parser:
 DEFAULT_MINUTES = 3.0
 
 
+def budget_default(defaults: training.TrainConfig, name: str) -> str:
+    """An option's default for help, with the one a long --minutes budget picks instead."""
+    long = training.LONG_BUDGET.get(name)
+    if long is None:
+        return f"({getattr(defaults, name)})"
+    return f"({getattr(defaults, name)}; {long} with --minutes {training.LONG_BUDGET_MINUTES:g}+)"
+
+
 # ---- train ------------------------------------------------------------------------------
 
 
@@ -380,9 +397,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.resume
     else:
-        config = training.TrainConfig(**given)
-        if config.steps is None and config.minutes is None:
-            config.minutes = DEFAULT_MINUTES
+        if given.get("steps") is None and given.get("minutes") is None:
+            given["minutes"] = DEFAULT_MINUTES
+        config = training.TrainConfig.for_budget(**given)
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()

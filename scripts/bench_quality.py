@@ -1,7 +1,8 @@
 """Text quality per minute: the best validation loss reached within a wall-clock budget.
 
-charrnn trains with `charrnn train`'s defaults (override any TrainConfig field with --set
-key=value, cast to the field's type; "none" for an optional one) for --minutes on
+charrnn trains with `charrnn train --minutes M`'s defaults, which depend on the budget
+(TrainConfig.for_budget: a 2-layer LSTM from ten minutes on; override any TrainConfig field
+with --set key=value, cast to the field's type; "none" for an optional one) for --minutes on
 tinyshakespeare (first 90% train, last 10% validation, whole split evaluated with carried
 state); with --peer, a PyTorch model then gets the same budget and the same evaluation: by
 default the vanilla RNN (H 512, Adam 2e-3, no schedule, B 64, T 100, clip 5), or any stack
@@ -72,7 +73,7 @@ def run_charrnn(text: str, minutes: float, overrides: dict, eval_seconds: float)
                 flush=True,
             )
 
-    config = TrainConfig(**{"minutes": minutes, "sample_length": 0, **overrides})
+    config = TrainConfig.for_budget(**{"minutes": minutes, "sample_length": 0, **overrides})
     if "eval_every" not in overrides:  # about every eval_seconds, from a quick speed probe
         config.eval_every = max(50, int(eval_seconds * probe_steps_per_sec(text, config)))
     print(f"charrnn config: {config}")

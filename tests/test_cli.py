@@ -635,3 +635,43 @@ def test_train_option_errors(tmp_path, corpus_file, option, name):
 def test_usage_errors(tmp_path, args, fragment):
     """Missing or unknown subcommands, arguments, corpora and encodings are one-line errors."""
     assert_usage_error(run_cli(*args, cwd=tmp_path), fragment)
+
+
+def test_train_config_for_budget():
+    """From LONG_BUDGET_MINUTES on, the defaults are the 2-layer LSTM's; shorter budgets and
+    step budgets keep the class defaults (the vanilla RNN); given fields always win."""
+    from charrnn.training import LONG_BUDGET, LONG_BUDGET_MINUTES, TrainConfig
+
+    assert TrainConfig.for_budget(minutes=3) == TrainConfig(minutes=3)
+    assert TrainConfig.for_budget(steps=10**6) == TrainConfig(steps=10**6)
+    just_short = LONG_BUDGET_MINUTES - 0.5
+    assert TrainConfig.for_budget(minutes=just_short) == TrainConfig(minutes=just_short)
+    for minutes in (LONG_BUDGET_MINUTES, 30):
+        config = TrainConfig.for_budget(minutes=minutes)
+        assert config == TrainConfig(minutes=minutes, **LONG_BUDGET)
+        assert (config.cell, config.layers, config.hidden) == ("lstm", 2, 256)
+    mixed = TrainConfig.for_budget(minutes=30, cell="gru", hidden=64)
+    assert (mixed.cell, mixed.hidden, mixed.layers, mixed.dropout) == ("gru", 64, 2, 0.3)
+
+
+@pytest.mark.parametrize(("minutes", "cell", "layers"), [("10", "lstm", 2), ("9.5", "rnn", 1)])
+def test_train_minutes_chooses_the_architecture(tmp_path, minutes, cell, layers):
+    """`charrnn train --minutes 10` trains the long-budget LSTM stack, a shorter budget the
+    vanilla RNN; options given on the command line (here --hidden) win over either."""
+    from test_guarantees_signals import interrupt
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(english_like(20_000), encoding="utf-8")
+    run = tmp_path / "run"
+    args = ("train", corpus, "--minutes", minutes, "--hidden", "16", "--batch", "4")
+    args += ("--eval-every", "100000", "--out", run)
+    code, _, out, err = interrupt(args, r"^run ", 0.2, tmp_path)
+    assert code == 130, f"{out}\n{err}"
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert (train["cell"], train["layers"], train["hidden"]) == (cell, layers, 16)
+    assert train["minutes"] == float(minutes)
+    if cell == "lstm":
+        assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (50, 0.3, 0.0)
+        assert train["schedule"] == "constant"
+    else:
+        assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (25, 0.0, 0.15)
