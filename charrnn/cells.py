@@ -235,14 +235,15 @@ class LSTMCell(_Cell):
         # so each is a contiguous (B, H) slab: NumPy runs a pass over a strided (B, H) block of
         # a (B, 4H) row up to half as fast.
         cs = np.empty((T + 1, B, H), dt)  # c_0 .. c_T
-        tcs = np.empty((T, B, H), dt)  # tanh(c_1) .. tanh(c_T)
+        # tanh(c) of a chunk of steps: forward's h' = o tanh(c') and backward's factors each
+        # form it anew; keeping all T would cost a (T, B, H) buffer for one np.tanh a step.
+        tcs = np.empty((chunk, B, H), dt)
         q = np.empty((4, chunk, B, H), dt)  # dL/da per unit of dc (i, f, g) or dh (o)
         oq = np.empty((chunk, B, H), dt)  # o (1 - tanh^2 c): dL/dc per unit of dh
         return {
             "cs": cs,
             "cs_steps": list(cs),
             "tcs": tcs,
-            "tcs_steps": list(tcs),
             "q": q,
             "q_steps": list(q.transpose(1, 0, 2, 3)),  # (4, B, H) views
             "oq": oq,
@@ -262,7 +263,7 @@ class LSTMCell(_Cell):
         xw, w = self._start(xw, W_hh, state0)
         _, T, B, _ = xw.shape
         hs, hs_steps, cs, cs_steps = w["hs"], w["hs_steps"], w["cs"], w["cs_steps"]
-        tcs_steps, a, a_blocks, ig = w["tcs_steps"], w["a"], w["a_blocks"], w["ig"]
+        tc, a, a_blocks, ig = w["tcs"][0], w["a"], w["a_blocks"], w["ig"]
         gates_steps = list(xw.transpose(1, 0, 2, 3))  # (4, B, H) views, one a step
         cs[0] = state0[1]
         W_half = W_hh * self.x_scale  # (H, 4H): i, f, o columns halved like xw's
@@ -283,8 +284,8 @@ class LSTMCell(_Cell):
                 np.multiply(f, cs_steps[t], out=c)
                 np.multiply(i, g, out=ig)
                 c += ig  # c' = f c + i g
-                np.tanh(c, out=tcs_steps[t])
-                np.multiply(o, tcs_steps[t], out=hs_steps[t + 1])  # h' = o tanh(c')
+                np.tanh(c, out=tc)
+                np.multiply(o, tc, out=hs_steps[t + 1])  # h' = o tanh(c')
         return hs[1:], np.stack((hs[-1], cs[-1]))
 
     def backward(
@@ -309,6 +310,7 @@ class LSTMCell(_Cell):
                 if t == T - 1 or t % C == C - 1:  # entering a chunk of steps lo..t: the factors
                     n = t - lo + 1
                     y, qc, oqc = gates[:, lo : t + 1], q[:, :n], oq[:n]  # (4, n, B, H), (n, B, H)
+                    tcc = np.tanh(cs[lo + 1 : t + 2], out=tcs[:n])  # tanh(c'), (n, B, H)
                     np.square(y, out=qc)
                     # sigmoid' = s (1 - s), tanh' = 1 - g^2
                     np.subtract(y[:2], qc[:2], out=qc[:2])
@@ -318,9 +320,9 @@ class LSTMCell(_Cell):
                     qc[0] *= y[2]  # g i'
                     qc[1] *= cs[lo : t + 1]  # c f'
                     qc[2] *= y[0]  # i g'
-                    qc[3] *= tcs[lo : t + 1]  # tanh(c') o'
+                    qc[3] *= tcc  # tanh(c') o'
                     # h' = o tanh(c'): dh' to dc'
-                    np.square(tcs[lo : t + 1], out=oqc)  # (n, B, H)
+                    np.square(tcc, out=oqc)  # (n, B, H)
                     np.subtract(1, oqc, out=oqc)
                     oqc *= y[3]  # o (1 - tanh^2 c')
                 k = t - lo
