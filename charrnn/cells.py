@@ -302,7 +302,7 @@ class LSTMCell(_Cell):
         q, q_steps, oq, oq_steps = w["q"], w["q_steps"], w["oq"], w["oq_steps"]
         dc, dc_next, dnext, C = w["dc"], w["dc_next"], w["dnext"], w["chunk"]
         # Per step: one product, 8 elementwise passes over (B, H) in 8 calls, a copy of dxw_t
-        # into one (B, 4H) matrix for the product, and 15 passes in 11 calls per chunk of steps
+        # into one (B, 4H) matrix for the product, and 16 passes in 12 calls per chunk of steps
         # for the factors q and oq, which depend on the forward only.
         with self._one_thread(B):
             for t in range(T - 1, -1, -1):

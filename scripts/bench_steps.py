@@ -62,6 +62,8 @@ def run_torch(steps: int, evals: list[int], overrides: dict) -> None:
     ids = np.array([index[c] for c in text], np.int64)
     n_val = round(len(ids) * config.val_fraction)
     train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    if config.eval_symbols is not None:  # the first ones, as charrnn's --eval-symbols
+        val_ids = val_ids[: config.eval_symbols]
     B, T = config.batch, config.seq_len
     trainer = TorchTrainer(
         len(symbols),
