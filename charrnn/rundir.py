@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def own_temp_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.iterdir() if OWN_TEMP.fullmatch(p.name) and p.is_file())
 
 
+def _holder_pid(fd: int) -> str:
+    """The pid in a lock file another process holds. The holder writes it right after its
+    flock succeeds, so a rival that lost the race by microseconds waits a moment for it."""
+    pid = ""
+    for _ in range(50):  # 0.1 s at most
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if pid.isdigit():
+            break
+        time.sleep(0.002)
+    return pid
+
+
 def _lock(run_dir: Path) -> int | None:
     """Take the directory's lock; the open descriptor holds it (None where there is no flock)."""
     if fcntl is None:
@@ -60,7 +73,7 @@ def _lock(run_dir: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            pid = _holder_pid(fd)
             os.close(fd)
             holder = f"pid {pid}" if pid.isdigit() else "pid unknown"
             raise RunInUseError(

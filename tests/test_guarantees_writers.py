@@ -88,6 +88,31 @@ def corpus(tmp_path_factory) -> Path:
 # ---- 1. one writer at a time ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("delay", [0.02, None], ids=["pid-written-late", "no-pid"])
+def test_a_lock_taken_microseconds_earlier_still_names_its_holder(tmp_path, delay):
+    """The holder writes its pid just after its flock succeeds: a rival that reads the lock
+    file in between waits for the pid (up to 0.1 s) instead of saying "pid unknown"."""
+    import fcntl
+    import threading
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, nothing written yet
+        if delay is not None:
+            writer = threading.Timer(delay, os.pwrite, (fd, b"4242\n", 0))
+            writer.start()
+        with pytest.raises(RunInUseError) as caught, claim(run, new=False):
+            pass
+        expected = "pid 4242" if delay is not None else "pid unknown"
+        assert f"in use by another charrnn process ({expected})" in str(caught.value)
+        if delay is not None:
+            writer.join()
+    finally:
+        os.close(fd)
+
+
 def test_20_races_of_two_new_trainings_leave_one_consistent_run(tmp_path, corpus):
     """Two `train --out DIR` with different settings, started together 20 times: exactly one
     trains, the other exits 2 with the in-use line and the winner's pid, and DIR holds the
