@@ -671,7 +671,7 @@ def test_train_minutes_chooses_the_architecture(tmp_path, minutes, cell, layers)
     assert (train["cell"], train["layers"], train["hidden"]) == (cell, layers, 16)
     assert train["minutes"] == float(minutes)
     if cell == "lstm":
-        assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (50, 0.3, 0.1)
+        assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (50, 0.3, 0.2)
         assert train["schedule"] == "constant"
     else:
         assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (25, 0.0, 0.15)
