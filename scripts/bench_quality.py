@@ -118,20 +118,15 @@ PEER_DEFAULTS = {
 
 
 def run_torch(text: str, minutes: float, eval_seconds: float, threads: int, peer: dict) -> dict:
-    import numpy as np
     import torch
-    from peer_torch import TorchTrainer, kernel_info
+    from peer_torch import TorchTrainer, corpus_streams, kernel_info
 
     torch.set_num_threads(threads)
     print(f"pytorch config: {peer}, Adam, no schedule; BLAS {kernel_info()}")
-    symbols = sorted(set(text))
-    index = {s: i for i, s in enumerate(symbols)}
-    ids = np.array([index[c] for c in text], np.int64)
-    n_val = round(len(ids) * 0.1)
-    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
     B, T = peer["batch"], peer["seq_len"]
+    vocab_size, x_all, y_all, chunks, val_ids = corpus_streams(text, 0.1, B, T)
     trainer = TorchTrainer(
-        len(symbols),
+        vocab_size,
         peer["hidden"],
         B,
         T,
@@ -146,10 +141,6 @@ def run_torch(text: str, minutes: float, eval_seconds: float, threads: int, peer
         f"pytorch parameters: {params:,} "
         f"({params - trainer.model.redundant_params():,} without redundant bias_hh)"
     )
-    L = (len(train_ids) - 1) // B
-    chunks = L // T
-    x_all = torch.as_tensor(train_ids[: B * chunks * T].reshape(B, -1).T.copy())
-    y_all = torch.as_tensor(train_ids[1 : B * chunks * T + 1].reshape(B, -1).T.copy())
     start = time.perf_counter()
     next_eval, step, best, eval_time = eval_seconds, 0, (math.inf, 0.0, 0), 0.0
     while True:

@@ -47,26 +47,21 @@ def run_charrnn(steps: int, evals: list[int], overrides: dict) -> None:
 
 def run_torch(steps: int, evals: list[int], overrides: dict) -> None:
     """Train the PyTorch stack of the same settings for `steps`, one JSON line per evaluation."""
-    import numpy as np
     import torch
     from bench_quality import parse_settings
-    from peer_torch import TorchTrainer
+    from peer_torch import TorchTrainer, corpus_streams
 
     from charrnn.training import TrainConfig
 
     torch.set_num_threads(1)
     config = TrainConfig(**parse_settings(overrides))
     text = _bench.SHAKESPEARE.read_text(encoding="utf-8")
-    symbols = sorted(set(text))
-    index = {s: i for i, s in enumerate(symbols)}
-    ids = np.array([index[c] for c in text], np.int64)
-    n_val = round(len(ids) * config.val_fraction)
-    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    B, T = config.batch, config.seq_len
+    vocab_size, x_all, y_all, chunks, val_ids = corpus_streams(text, config.val_fraction, B, T)
     if config.eval_symbols is not None:  # the first ones, as charrnn's --eval-symbols
         val_ids = val_ids[: config.eval_symbols]
-    B, T = config.batch, config.seq_len
     trainer = TorchTrainer(
-        len(symbols),
+        vocab_size,
         config.hidden,
         B,
         T,
@@ -76,9 +71,6 @@ def run_torch(steps: int, evals: list[int], overrides: dict) -> None:
         layers=config.layers,
         dropout=config.dropout,
     )
-    chunks = (len(train_ids) - 1) // B // T
-    x_all = torch.as_tensor(train_ids[: B * chunks * T].reshape(B, -1).T.copy())
-    y_all = torch.as_tensor(train_ids[1 : B * chunks * T + 1].reshape(B, -1).T.copy())
     for step in range(steps):
         k = step % chunks
         if k == 0:

@@ -97,6 +97,24 @@ class TorchCharRNN(nn.Module):
         return {k: v.detach().numpy() for k, v in grads.items()}
 
 
+def corpus_streams(text: str, val_fraction: float, batch: int, seq_len: int):
+    """The text split and walked as charrnn does (sorted symbols, the last val_fraction held
+    out, B contiguous streams in chunks of T): vocab size, inputs and targets (L, B) int64
+    tensors of whole chunks, chunks per epoch, validation ids."""
+    import numpy as np
+
+    symbols = sorted(set(text))
+    index = {s: i for i, s in enumerate(symbols)}
+    ids = np.array([index[c] for c in text], np.int64)
+    n_val = round(len(ids) * val_fraction)
+    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    chunks = (len(train_ids) - 1) // batch // seq_len
+    used = batch * chunks * seq_len
+    inputs = torch.as_tensor(train_ids[:used].reshape(batch, -1).T.copy())
+    targets = torch.as_tensor(train_ids[1 : used + 1].reshape(batch, -1).T.copy())
+    return len(symbols), inputs, targets, chunks, val_ids
+
+
 def detach_state(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
