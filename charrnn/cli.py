@@ -143,6 +143,11 @@ def build_parser() -> Parser:
         help=f"learning-rate schedule {budget_default(d, 'schedule')}",
     )
     p.add_argument("--warmup", type=int_range(0, 10**9), help=f"warm-up steps ({d.warmup})")
+    p.add_argument(
+        "--cooldown",
+        type=float_range(0, 1, low_open=True),
+        help=f"share of the budget at its end over which wsd decays the rate ({d.cooldown})",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int_range(1, 10**9), help="train until this step")
     budget.add_argument(

@@ -42,7 +42,7 @@ LN2 = math.log(2)
 RESUMABLE = frozenset(
     {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
 )
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "wsd")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 EVAL_BLOCK = 1 << 20  # ids that `evaluate` reads at a time
 # Validation symbols evaluated during training when eval_symbols is not set: `evaluate` does
@@ -84,6 +84,7 @@ class TrainConfig:
     schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
     warmup: int = 50  # steps of linear lr warm-up
     min_lr_ratio: float = 0.1
+    cooldown: float = 0.2  # share of the budget at its end over which "wsd" decays the lr
     steps: int | None = None
     minutes: float | None = None
     eval_every: int = 1000
@@ -136,6 +137,8 @@ class TrainConfig:
             raise ConfigError(f"weight_drop must be in [0, 1), got {self.weight_drop}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.cooldown <= 1:
+            raise ConfigError(f"cooldown must be in (0, 1], got {self.cooldown}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.optimizer not in OPTIMIZERS:
@@ -191,12 +194,18 @@ class Observer:
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
-    """Linear warm-up for `warmup` steps, then constant or cosine decay over the budget."""
+    """Linear warm-up for `warmup` steps, then constant, cosine decay over the budget, or
+    "wsd" (warm-up, stable, decay): constant until the last `cooldown` share of the budget,
+    then linear decay to lr * min_lr_ratio."""
     warm = min(1.0, (step + 1) / config.warmup) if config.warmup else 1.0
     if config.schedule == "constant":
         return config.lr * warm
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return config.lr * warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    progress = min(progress, 1.0)
+    if config.schedule == "wsd":
+        left = min(1.0, (1.0 - progress) / config.cooldown)  # 1 until the cooldown, then to 0
+    else:
+        left = 0.5 * (1 + math.cos(math.pi * progress))
+    return config.lr * warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * left)
 
 
 def evaluate(
