@@ -118,7 +118,9 @@ def build_parser() -> Parser:
     )
     p.add_argument("--batch", type=int_range(1, 100_000), help=f"parallel streams B ({d.batch})")
     p.add_argument(
-        "--lr", type=float_range(0, 10, low_open=True), help=f"peak learning rate ({d.lr})"
+        "--lr",
+        type=float_range(0, 10, low_open=True),
+        help=f"peak learning rate {budget_default(d, 'lr')}",
     )
     p.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"({d.optimizer})")
     p.add_argument(

@@ -672,6 +672,6 @@ def test_train_minutes_chooses_the_architecture(tmp_path, minutes, cell, layers)
     assert train["minutes"] == float(minutes)
     if cell == "lstm":
         assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (50, 0.3, 0.2)
-        assert train["schedule"] == "constant"
+        assert (train["lr"], train["schedule"], train["cooldown"]) == (3e-3, "wsd", 0.2)
     else:
         assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (25, 0.0, 0.15)
