@@ -153,8 +153,9 @@ SMALL = TrainConfig(hidden=16, seq_len=8, batch=4, steps=45, eval_every=7, sampl
         {"schedule": "cosine", "optimizer": "rmsprop", "warmup": 10},
         {"schedule": "constant", "optimizer": "adagrad", "lr": 0.05},
         {"schedule": "cosine", "optimizer": "sgd", "lr": 0.05, "dropout": 0.3, "weight_drop": 0.2},
+        {"schedule": "wsd", "optimizer": "adam", "cooldown": 0.6},  # the stop lands in the decay
     ],
-    ids=["cosine-adam", "cosine-rmsprop", "constant-adagrad", "cosine-sgd-dropout"],
+    ids=["cosine-adam", "cosine-rmsprop", "constant-adagrad", "cosine-sgd-dropout", "wsd-adam"],
 )
 def test_stop_callable_and_resume_is_exact(tmp_path, changes):
     """charrnn.train stopped by its `stop` callable after 23 of 45 steps (between evaluations)
