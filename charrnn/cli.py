@@ -404,7 +404,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.resume
     else:
-        if given.get("steps") is None and given.get("minutes") is None:
+        if "steps" not in given and "minutes" not in given:  # given holds only options set
             given["minutes"] = DEFAULT_MINUTES
         config = training.TrainConfig.for_budget(**given)
         config.check()

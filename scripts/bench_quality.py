@@ -124,7 +124,7 @@ def run_torch(text: str, minutes: float, eval_seconds: float, threads: int, peer
     torch.set_num_threads(threads)
     print(f"pytorch config: {peer}, Adam, no schedule; BLAS {kernel_info()}")
     B, T = peer["batch"], peer["seq_len"]
-    vocab_size, x_all, y_all, chunks, val_ids = corpus_streams(text, 0.1, B, T)
+    vocab_size, x_all, y_all, val_ids = corpus_streams(text, 0.1, B, T)
     trainer = TorchTrainer(
         vocab_size,
         peer["hidden"],
@@ -144,10 +144,7 @@ def run_torch(text: str, minutes: float, eval_seconds: float, threads: int, peer
     start = time.perf_counter()
     next_eval, step, best, eval_time = eval_seconds, 0, (math.inf, 0.0, 0), 0.0
     while True:
-        k = step % chunks
-        if k == 0:
-            trainer.reset_state()
-        trainer.step(x_all[k * T : (k + 1) * T], y_all[k * T : (k + 1) * T])
+        trainer.step_of_walk(x_all, y_all, step)
         step += 1
         elapsed = time.perf_counter() - start
         if elapsed >= next_eval or elapsed >= minutes * 60:

@@ -57,7 +57,7 @@ def run_torch(steps: int, evals: list[int], overrides: dict) -> None:
     config = TrainConfig(**parse_settings(overrides))
     text = _bench.SHAKESPEARE.read_text(encoding="utf-8")
     B, T = config.batch, config.seq_len
-    vocab_size, x_all, y_all, chunks, val_ids = corpus_streams(text, config.val_fraction, B, T)
+    vocab_size, x_all, y_all, val_ids = corpus_streams(text, config.val_fraction, B, T)
     if config.eval_symbols is not None:  # the first ones, as charrnn's --eval-symbols
         val_ids = val_ids[: config.eval_symbols]
     trainer = TorchTrainer(
@@ -72,10 +72,7 @@ def run_torch(steps: int, evals: list[int], overrides: dict) -> None:
         dropout=config.dropout,
     )
     for step in range(steps):
-        k = step % chunks
-        if k == 0:
-            trainer.reset_state()
-        trainer.step(x_all[k * T : (k + 1) * T], y_all[k * T : (k + 1) * T])
+        trainer.step_of_walk(x_all, y_all, step)
         if step + 1 in evals:
             val = trainer.evaluate(val_ids)
             print(json.dumps({"step": step + 1, "val": val}), flush=True)

@@ -100,7 +100,7 @@ class TorchCharRNN(nn.Module):
 def corpus_streams(text: str, val_fraction: float, batch: int, seq_len: int):
     """The text split and walked as charrnn does (sorted symbols, the last val_fraction held
     out, B contiguous streams in chunks of T): vocab size, inputs and targets (L, B) int64
-    tensors of whole chunks, chunks per epoch, validation ids."""
+    tensors of whole chunks (L a multiple of T), validation ids."""
     import numpy as np
 
     symbols = sorted(set(text))
@@ -112,7 +112,7 @@ def corpus_streams(text: str, val_fraction: float, batch: int, seq_len: int):
     used = batch * chunks * seq_len
     inputs = torch.as_tensor(train_ids[:used].reshape(batch, -1).T.copy())
     targets = torch.as_tensor(train_ids[1 : used + 1].reshape(batch, -1).T.copy())
-    return len(symbols), inputs, targets, chunks, val_ids
+    return len(symbols), inputs, targets, val_ids
 
 
 def detach_state(state):
@@ -160,6 +160,15 @@ class TorchTrainer:
         self.opt.step()
         self.h = detach_state(h)
         return loss.item()
+
+    def step_of_walk(self, inputs, targets, step: int) -> float:
+        """Training step `step` of the walk over the streams of corpus_streams ((L, B) inputs
+        and targets): the step's chunk of T, every stream started afresh at an epoch's start."""
+        T = self.seq_len
+        k = step % (len(inputs) // T)
+        if k == 0:
+            self.reset_state()
+        return self.step(inputs[k * T : (k + 1) * T], targets[k * T : (k + 1) * T])
 
     @torch.no_grad()
     def evaluate(self, ids, streams: int = 64, seq_len: int = 100) -> float:
