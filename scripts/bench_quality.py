@@ -192,7 +192,10 @@ def main() -> None:
     parser.add_argument("--skip-charrnn", action="store_true")
     args = parser.parse_args()
     _bench.set_threads(args.threads)
-    text = args.file.read_text(encoding="utf-8")
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"cannot read {args.file}: {exc}")
     if any("=" not in item for item in args.set):
         raise SystemExit("--set takes KEY=VALUE")
     overrides = parse_settings(dict(item.split("=", 1) for item in args.set))
