@@ -192,10 +192,13 @@ def main() -> None:
     parser.add_argument("--skip-charrnn", action="store_true")
     args = parser.parse_args()
     _bench.set_threads(args.threads)
+    from charrnn.corpus import read_text
+    from charrnn.errors import CharRNNError
+
     try:
-        text = args.file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        parser.error(f"cannot read {args.file}: {exc}")
+        text = read_text(args.file)  # the CLI's reader: one line for every unusable file
+    except CharRNNError as exc:
+        parser.error(str(exc))
     if any("=" not in item for item in args.set):
         raise SystemExit("--set takes KEY=VALUE")
     overrides = parse_settings(dict(item.split("=", 1) for item in args.set))
