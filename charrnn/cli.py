@@ -97,6 +97,13 @@ def build_parser() -> Parser:
     p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from RUN's weights (its best checkpoint, or any .npz): fine-tuning; "
+        "the vocabularies are merged, the cell, layers and hidden size are RUN's, "
+        f"--lr defaults to {training.FINE_TUNE_LR:g}",
+    )
     d = training.TrainConfig()
     p.add_argument(
         "--hidden",
@@ -371,9 +378,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         for k in (f.name for f in training.dataclasses.fields(training.TrainConfig))
         if getattr(args, k, None) is not None
     }
+    base = None
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; leave out --out")
+        if args.init_from is not None:
+            raise ConfigError(
+                "--init-from starts a new run; a resumed run goes on from its own weights"
+            )
         config, source = training.read_run_config(args.resume)
         fixed = {
             k: v
@@ -406,7 +418,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if "steps" not in given and "minutes" not in given:  # given holds only options set
             given["minutes"] = DEFAULT_MINUTES
-        config = training.TrainConfig.for_budget(**given)
+        if args.init_from is not None:
+            base = training.load_base(args.init_from)
+        config = training.TrainConfig.for_budget(base, **given)
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()
@@ -427,6 +441,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 resume=args.resume is not None,
                 observer=observer,
                 stop=stop,
+                init_from=args.init_from,
             )
     except CharRNNError:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -594,6 +609,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{m['vocab_size']} ({unit}), {m['dtype']}",
     )
     table.add_row("parameters", f"{sum(p.size for p in run.model.params.values()):,}")
+    lineage = checkpoint.lineage_line(meta)
+    if lineage is not None:
+        table.add_row("started from", escape(lineage))
     table.add_row(
         "corpus", ", ".join(f"{k} {v}" for k, v in meta.get("corpus", {}).items() if k != "sha256")
     )

@@ -220,10 +220,16 @@ class EncodedText:
     digest: str
 
 
-def encode_text(text: str, unit: str, vocab: Vocab | None = None) -> EncodedText:
-    """Encode text held in memory, with its own vocabulary or a given one."""
+def encode_text(
+    text: str, unit: str, vocab: Vocab | None = None, include: Vocab | None = None
+) -> EncodedText:
+    """Encode text held in memory, with its own vocabulary (and `include`'s symbols) or a
+    given one."""
     check_unicode(text)
-    vocab = vocab or Vocab.from_text(text, unit)
+    if vocab is None:
+        vocab = Vocab.from_text(text, unit)
+        if include is not None:
+            vocab = Vocab(sorted(set(vocab.symbols) | set(include.symbols)), unit)
     return EncodedText(vocab, vocab.encode(text), text_digest(text))
 
 
@@ -325,13 +331,22 @@ def _file_key(path: Path, encoding: str, unit: str) -> dict:
     }
 
 
-def _load_cache(cache_dir: Path, key: dict) -> EncodedText | None:
-    """The cached encoding of the file `key` describes, or None if absent, stale or damaged."""
+def _vocab_with(own: set[str], include: Vocab | None, unit: str) -> Vocab:
+    """The vocabulary of a text's own symbols and `include`'s."""
+    return Vocab(sorted(own | set(include.symbols if include is not None else ())), unit)
+
+
+def _load_cache(cache_dir: Path, key: dict, include: Vocab | None = None) -> EncodedText | None:
+    """The cached encoding of the file `key` describes in the vocabulary of its symbols and
+    `include`'s, or None if absent, stale, in another vocabulary or damaged."""
     try:
         meta = json.loads((cache_dir / CACHE_META).read_text(encoding="utf-8"))
         if meta.get("version") != CACHE_VERSION or meta.get("key") != key:
             return None
         vocab = Vocab.from_json(meta["vocab"])
+        own = set(meta.get("own_symbols", vocab.symbols))
+        if vocab != _vocab_with(own, include, key["unit"]):
+            return None
         ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
         if ids.shape != (meta["symbols"],) or ids.dtype != vocab.dtype:
             return None
@@ -346,8 +361,10 @@ def encode_file(
     cache_dir: Path,
     progress: Progress | None = None,
     chunk_bytes: int | None = None,
+    include: Vocab | None = None,
 ) -> EncodedText:
-    """A file's ids, memory-mapped from `cache_dir`, encoding them first unless cached.
+    """A file's ids, memory-mapped from `cache_dir`, encoding them first unless cached; the
+    vocabulary holds the file's symbols and `include`'s.
 
     Two streaming passes, so memory stays bounded by the chunk size: the first finds the
     vocabulary (and checks the whole file decodes), the second writes the ids.
@@ -355,7 +372,7 @@ def encode_file(
     path, encoding = source.path, source.encoding
     check_file(path, encoding)
     key = _file_key(path, encoding, unit)
-    cached = _load_cache(cache_dir, key)
+    cached = _load_cache(cache_dir, key, include)
     if cached is not None:
         return cached
     progress = progress or (lambda what, done, total: None)
@@ -379,10 +396,10 @@ def encode_file(
             clusters.update(symbols)
             count += len(symbols)
         progress("reading", done, total)
-    symbols = {chr(p) for p in np.flatnonzero(present)} | clusters
-    if not symbols:
+    own = {chr(p) for p in np.flatnonzero(present)} | clusters
+    if not own:
         raise CorpusError(f"{path}: file holds no text")
-    vocab = Vocab(sorted(symbols), unit)
+    vocab = _vocab_with(own, include, unit)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=cache_dir)
@@ -423,6 +440,7 @@ def encode_file(
         "symbols": count,
         "digest": digest.hexdigest(),
         "vocab": vocab.to_json(),
+        "own_symbols": sorted(own),
     }
     save_json(cache_dir / CACHE_META, meta)
     ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)

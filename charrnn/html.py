@@ -13,6 +13,7 @@ import json
 import math
 import unicodedata
 
+from charrnn.checkpoint import lineage_line
 from charrnn.inspect import Trace
 
 SCALE_BITS = 8.0  # the heat-map's red end; more surprising symbols are as red
@@ -242,6 +243,9 @@ def config_table(meta: dict) -> str:
             if k not in ("sample", "sha256"):
                 rows.append((f"{key} {k}", v))
     rows += [("step", meta.get("step")), ("elapsed (s)", meta.get("elapsed"))]
+    lineage = lineage_line(meta)
+    if lineage is not None:
+        rows.insert(0, ("started from", lineage))
 
     def show(v) -> str:
         return f"{v:.4f}" if isinstance(v, float) else (v if isinstance(v, str) else json.dumps(v))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +32,18 @@ from charrnn.errors import (
     CorpusError,
     DivergenceError,
 )
+from charrnn.merge import start_from_base
 from charrnn.model import MAX_LAYERS, CharRNN, dropout_keep
 from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
 
 LN2 = math.log(2)
+# What a run started from a base (`init_from`) takes from it: its model has this shape.
+ARCHITECTURE = ("cell", "layers", "hidden", "unit")
+# The peak learning rate of a run started from a base unless --lr is given: a third of the
+# long-budget rate (scripts/bench_transfer.py, README "Fine-tuning").
+FINE_TUNE_LR = 1e-3
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
 RESUMABLE = frozenset(
@@ -99,11 +106,17 @@ class TrainConfig:
     sample_temperature: float = 0.8
 
     @classmethod
-    def for_budget(cls, **given) -> TrainConfig:
+    def for_budget(cls, base: checkpoint.Run | None = None, **given) -> TrainConfig:
         """A config as `charrnn train` makes it: `given` fields over the defaults of its budget
-        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise)."""
+        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise).
+        With a `base` to start from, its architecture (a different one given is refused) and
+        the fine-tuning learning rate."""
         minutes = given.get("minutes")
         long_budget = minutes is not None and minutes >= LONG_BUDGET_MINUTES
+        if base is not None:
+            arch = base_architecture(base)
+            _refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
+            given = {"lr": FINE_TUNE_LR, **given, **arch}
         return cls(**{**(LONG_BUDGET if long_budget else {}), **given})
 
     def check(self) -> None:
@@ -195,6 +208,62 @@ class Observer:
         """Progress of reading ("reading", then "encoding") a corpus file: bytes done of total."""
 
 
+def base_architecture(base: checkpoint.Run) -> dict:
+    """The cell, layers, hidden size and unit of a base run's model."""
+    model = base.model
+    return {
+        "cell": model.cell,
+        "layers": model.layers,
+        "hidden": model.hidden_size,
+        "unit": base.vocab.unit,
+    }
+
+
+def _refuse_other_architecture(values: dict, base: checkpoint.Run) -> None:
+    arch = base_architecture(base)
+    differ = [k for k in ARCHITECTURE if k in values and values[k] != arch[k]]
+    if differ:
+        asked = ", ".join(f"{k} {values[k]}" for k in differ)
+        has = ", ".join(f"{k} {arch[k]}" for k in differ)
+        raise ConfigError(
+            f"{asked}: the base {base.path} has {has}; a run started from a base keeps its "
+            "cell, layers, hidden size and unit"
+        )
+
+
+def adopt_base(config: TrainConfig, base: checkpoint.Run) -> TrainConfig:
+    """`config` with the base's architecture: a field left at its default takes the base's
+    value, one set to another value than the base's is refused by name."""
+    defaults = TrainConfig()
+    arch = base_architecture(base)
+    _refuse_other_architecture(
+        {k: getattr(config, k) for k in arch if getattr(config, k) != getattr(defaults, k)}, base
+    )
+    return dataclasses.replace(config, **arch)
+
+
+def load_base(init_from: str | os.PathLike) -> checkpoint.Run:
+    """The run a new run starts from: a run directory (its best checkpoint) or a .npz."""
+    try:
+        return checkpoint.load(init_from, "best")
+    except CheckpointError as exc:
+        raise CheckpointError(f"--init-from: {exc}") from None
+
+
+def lineage(base: checkpoint.Run, init_from: str | os.PathLike, added: list[str]) -> dict:
+    """What a run records of the base it started from."""
+    corpus = base.config.get("corpus") or {}
+    return {
+        "path": str(init_from),
+        "checkpoint": str(base.path),
+        "step": base.config["step"],
+        "weights_sha256": checkpoint.weights_digest(base.model.params),
+        "corpus": {k: v for k, v in corpus.items() if k in checkpoint.SOURCE_KEYS},
+        "symbols_added": added,
+        **({"base": base.config["init_from"]} if "init_from" in base.config else {}),
+    }
+
+
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     """Linear warm-up for `warmup` steps, then constant, cosine decay over the budget, or
     "wsd" (warm-up, stable, decay): constant until the last `cooldown` share of the budget,
@@ -271,9 +340,15 @@ def train(
     resume: bool = False,
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
+    init_from: str | os.PathLike | checkpoint.Run | None = None,
 ) -> TrainResult:
     """Train a CharRNN on `text` (a string, or a TextFile streamed into a memory-mapped id
     cache), checkpointing into `run_dir`; resume continues it exactly.
+
+    `init_from` (a run directory, its best checkpoint, or any .npz; or a loaded Run) starts the
+    new run from that model's weights instead of random ones: its cell, layers, hidden size and
+    unit (config fields left at their defaults take the base's; others are refused), the
+    vocabularies merged by symbol (see `merge`); optimizer state and step count start fresh.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
@@ -283,11 +358,22 @@ def train(
     """
     config.check()
     run_dir = Path(run_dir)
+    base = None
+    if init_from is not None:
+        if resume:
+            raise ConfigError(
+                "--init-from starts a new run; a resumed run goes on from its own weights"
+            )
+        if isinstance(init_from, checkpoint.Run):
+            base = (init_from, init_from.path)
+        else:
+            base = (load_base(init_from), init_from)
+        config = adopt_base(config, base[0])
     with (
         rundir.claim(run_dir, new=not resume),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # finiteness is checked
     ):
-        return _train(text, config, run_dir, source, resume, observer, stop)
+        return _train(text, config, run_dir, source, resume, observer, stop, base)
 
 
 def _train(
@@ -298,6 +384,7 @@ def _train(
     resume: bool,
     observer: Observer | None,
     stop: Callable[[], bool] | None,
+    base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
 ) -> TrainResult:
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
@@ -305,7 +392,7 @@ def _train(
     shown = _notebook_progress(config) if observer is None else None
     run = _Run(config, run_dir, observer or shown or Observer(), stop)
     try:
-        run.start(text, source, resume)
+        run.start(text, source, resume, base)
         interrupted = False
         if run.stopped_in_evaluation():
             interrupted = not run.evaluate()  # the last process stopped during this evaluation
@@ -356,15 +443,23 @@ class _Run:
 
     # ---- start or resume ----------------------------------------------------------------------
 
-    def start(self, text: str | TextFile, source: dict | None, resume: bool) -> None:
-        """A fresh model, or everything the last checkpoint holds; and the text as ids. A new
-        run whose text proves unusable leaves nothing behind."""
+    def start(
+        self,
+        text: str | TextFile,
+        source: dict | None,
+        resume: bool,
+        base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
+    ) -> None:
+        """A fresh model (random, or a base's weights moved onto the merged vocabulary), or
+        everything the last checkpoint holds; and the text as ids. A new run whose text proves
+        unusable leaves nothing behind."""
         config, run_dir = self.config, self.run_dir
         saved = rundir.load_resume_state(run_dir) if resume else None
         if saved is not None:
             _check_same_training(config, saved["meta"].get("train"), run_dir)
+        include = base[0].vocab if base is not None else None
         try:
-            encoded = _encode(text, config.unit, run_dir, saved, self.observer, self.stop)
+            encoded = _encode(text, config.unit, run_dir, saved, self.observer, self.stop, include)
             train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
             self.streams = Streams(train_ids, config.batch, config.seq_len)
         except (CharRNNError, KeyboardInterrupt):
@@ -373,9 +468,24 @@ class _Run:
             raise
         self.vocab = encoded.vocab
         self.eval_ids = val_ids[: config.eval_symbols or EVAL_SYMBOLS]  # the same first ones
-        self.model = CharRNN(
-            len(self.vocab), config.hidden, seed=config.seed, cell=config.cell, layers=config.layers
-        )
+        lineage_meta = saved["meta"].get("init_from") if saved is not None else None
+        if base is not None:
+            base_run, init_from = base
+            params = {k: v.astype(np.float32) for k, v in base_run.model.params.items()}
+            params = start_from_base(
+                params, base_run.vocab, self.vocab, train_ids, config.cell, config.seed
+            )
+            self.model = CharRNN.from_params(params, config.cell)
+            added = [s for s in self.vocab.symbols if s not in base_run.vocab]
+            lineage_meta = lineage(base_run, init_from, added)
+        else:
+            self.model = CharRNN(
+                len(self.vocab),
+                config.hidden,
+                seed=config.seed,
+                cell=config.cell,
+                layers=config.layers,
+            )
         self.optimizer = make_optimizer(config.optimizer, self.model.params)
         self.sample_rng = np.random.default_rng(config.seed + 1)
         self.state = self.model.zero_state(config.batch)  # (L, S, B, H), carried across chunks
@@ -400,6 +510,7 @@ class _Run:
                 "val_symbols": len(val_ids),
                 "sha256": encoded.digest,
             },
+            **({"init_from": lineage_meta} if lineage_meta is not None else {}),
         }
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
@@ -413,6 +524,7 @@ class _Run:
                 "chunks_per_epoch": self.streams.chunks_per_epoch,
                 "step": self.step,
                 "config": config,
+                "init_from": lineage_meta,
             }
         )
 
@@ -627,10 +739,13 @@ def _encode(
     state: dict | None,
     observer: Observer,
     stop: Callable[[], bool],
+    include: Vocab | None = None,
 ) -> EncodedText:
-    """The training text as ids, in the checkpoint's vocabulary when resuming. A stop
-    request while a large file is encoded raises KeyboardInterrupt: there is nothing to save."""
+    """The training text as ids, in the checkpoint's vocabulary when resuming (with `include`'s
+    symbols too when starting from a base). A stop request while a large file is encoded raises
+    KeyboardInterrupt: there is nothing to save."""
     vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
+    include = vocab or include
     if isinstance(text, TextFile):
 
         def progress(what: str, done: int, total: int) -> None:
@@ -638,7 +753,7 @@ def _encode(
                 raise KeyboardInterrupt
             observer.on_encode(what, done, total)
 
-        encoded = encode_file(text, unit, run_dir, progress)
+        encoded = encode_file(text, unit, run_dir, progress, include=include)
         if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
             raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
         digest = encoded.digest
@@ -648,7 +763,7 @@ def _encode(
         raise CheckpointError(
             f"{run_dir}: the training text differs from the one this run started on"
         )
-    return encoded if isinstance(text, TextFile) else encode_text(text, unit, vocab)
+    return encoded if isinstance(text, TextFile) else encode_text(text, unit, include=include)
 
 
 def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:
