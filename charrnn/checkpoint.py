@@ -8,11 +8,9 @@ Each .npz embeds its metadata, so it is self-contained and one atomic rename pub
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -22,12 +20,14 @@ import numpy as np
 
 from charrnn.cells import CELLS
 from charrnn.errors import CheckpointError, VocabError
+from charrnn.files import atomic_write_bytes
 from charrnn.model import MAX_LAYERS, CharRNN, param_shapes
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn"
 FORMAT_VERSION = 2  # 2: cells and layers (model.cell, model.layers, state (L, S, B, H))
 READABLE_VERSIONS = (1, 2)  # 1: charrnn 0.1, a one-layer vanilla RNN with state (B, H)
+STORED_DTYPES = ("float16", "float32", "float64")  # float16: weights stored small, run in float32
 MAX_HIDDEN = 16384
 MAX_VOCAB = 1_114_112  # every Unicode code point
 META_KEY = "meta"
@@ -43,39 +43,6 @@ ZIP_ERRORS = (
     OSError,
     EOFError,
 )
-
-
-def fsync_dir(path: Path) -> None:
-    """Persist a rename: fsync the directory that holds the entry (best effort off POSIX)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old contents or the new, never a torn mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -235,8 +202,8 @@ def validate_meta(meta: object, path: Path) -> None:
         value = model.get(key)
         if type(value) is not int or not 1 <= value <= limit:
             fail(f"model {key} must be an integer from 1 to {limit}, got {value!r}")
-    if model.get("dtype") not in ("float32", "float64"):
-        fail(f"model dtype must be float32 or float64, got {model.get('dtype')!r}")
+    if model.get("dtype") not in STORED_DTYPES:
+        fail(f"model dtype must be float16, float32 or float64, got {model.get('dtype')!r}")
     try:
         vocab = Vocab.from_json(meta.get("vocab"))
     except (VocabError, TypeError) as exc:
@@ -275,48 +242,6 @@ class Run:
             lines = metrics.read_text(encoding="utf-8").splitlines()
             records = [r for r in map(json.loads, lines) if isinstance(r, dict)] or records
         return f"<div>{html.curves_svg(records)}{html.config_table(self.config)}</div>"
-
-
-SOURCE_KEYS = ("builtin", "download", "path", "paths", "url", "encoding")  # where a corpus is
-
-
-def weights_digest(params: dict[str, np.ndarray]) -> str:
-    """sha256 over a model's arrays (name, dtype, shape, bytes, in name order): what identifies
-    a base model's weights whatever file or metadata they came in."""
-    digest = hashlib.sha256()
-    for name in sorted(params):
-        array = np.ascontiguousarray(params[name])
-        digest.update(f"{name}:{array.dtype.str}:{array.shape}\n".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
-def describe_source(corpus: dict) -> str:
-    """A corpus description for people: a built-in or downloaded name, a path or URL."""
-    for key in ("builtin", "download", "url", "path"):
-        if isinstance(corpus.get(key), str):
-            return corpus[key]
-    paths = corpus.get("paths")
-    if isinstance(paths, list) and paths:
-        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-        return f"{paths[0]}{more}"
-    return "unknown corpus"
-
-
-def lineage_line(meta: dict) -> str | None:
-    """One line on the base a run started from (None for a run from random weights)."""
-    base = meta.get("init_from")
-    if not isinstance(base, dict) or type(base.get("step")) is not int:
-        return None
-    added = base.get("symbols_added") or []
-    shown = ", ".join(repr(s) for s in added[:8]) + (" ..." if len(added) > 8 else "")
-    step = base.get("step")
-    return (
-        f"{base.get('path')} at step {step:,} "
-        f"(trained on {describe_source(base.get('corpus') or {})}, "
-        f"weights sha256 {str(base.get('weights_sha256', ''))[:12]}), "
-        + (f"{len(added)} symbols added: {shown}" if added else "no symbols added")
-    )
 
 
 def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
@@ -358,5 +283,7 @@ def load(path: str | os.PathLike, which: str = "best") -> Run:
         if not np.isfinite(array).all():
             raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
     params = {name.removeprefix("param/"): arrays[name] for name in expected}
+    if meta["model"]["dtype"] == "float16":  # storage only: NumPy computes in float32
+        params = {k: v.astype(np.float32) for k, v in params.items()}
     model = CharRNN.from_params(params, meta["model"]["cell"])
     return Run(model, Vocab.from_json(meta["vocab"]), meta, file)

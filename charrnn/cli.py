@@ -22,14 +22,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from charrnn import __version__, checkpoint, corpus, download, sample, training
+from charrnn import checkpoint, colours, corpus, download, sample, training
 from charrnn import html as html_page
 from charrnn.cells import CELLS
 from charrnn.chart import loss_chart
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
+from charrnn.lineage import lineage_line
 from charrnn.model import MAX_LAYERS
+from charrnn.observe import StopRequest
 from charrnn.optim import OPTIMIZERS
 from charrnn.progress import DownloadProgress, RichObserver, console
+from charrnn.version import __version__
 from charrnn.vocab import UNITS
 
 LN2 = math.log(2)
@@ -302,16 +305,13 @@ def budget_default(defaults: training.TrainConfig, name: str) -> str:
 # ---- train ------------------------------------------------------------------------------
 
 
-class StopFlag:
+class StopFlag(StopRequest):
     """SIGINT, SIGTERM and SIGHUP (the terminal went away) ask the trainer to save and stop, and
     so does a log that can no longer be written; a second SIGINT interrupts at once."""
 
     def __init__(self) -> None:
-        self.requested = False
+        super().__init__()
         self.signum: int | None = None  # the signal that asked, if one did
-
-    def __call__(self) -> bool:
-        return self.requested
 
     def install(self) -> None:
         def handler(signum, frame):
@@ -609,7 +609,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{m['vocab_size']} ({unit}), {m['dtype']}",
     )
     table.add_row("parameters", f"{sum(p.size for p in run.model.params.values()):,}")
-    lineage = checkpoint.lineage_line(meta)
+    lineage = lineage_line(meta)
     if lineage is not None:
         table.add_row("started from", escape(lineage))
     table.add_row(
@@ -692,15 +692,15 @@ def coloured(trace, values=None, one_line: bool = False) -> Text:
     """The text with each symbol's background by surprisal, or by `values` (diverging)."""
     text = Text()
     for t, symbol in enumerate(trace.symbols):
-        shown = html_page.readable(symbol) if one_line and "\n" in symbol else symbol
+        shown = colours.readable(symbol) if one_line and "\n" in symbol else symbol
         if values is not None:
-            rgb = html_page.diverging_rgb(values[t]) if t < len(values) else None
+            rgb = colours.diverging_rgb(values[t]) if t < len(values) else None
         else:
-            rgb = html_page.surprisal_rgb(trace.bits[t - 1]) if t else None
+            rgb = colours.surprisal_rgb(trace.bits[t - 1]) if t else None
         if "\n" in shown or rgb is None:
             text.append(shown)
         else:
-            text.append(shown, style=f"#000000 on {html_page.hex_colour(rgb)}")
+            text.append(shown, style=f"#000000 on {colours.hex_colour(rgb)}")
     return text
 
 
@@ -749,30 +749,20 @@ def cmd_show(args: argparse.Namespace) -> int:
             write("\t".join(row) + "\n")
         return 0
     if where is None:
-        legend = Text("surprisal, bits: ")
-        for b in range(int(html_page.SCALE_BITS) + 1):
-            rgb = html_page.hex_colour(html_page.surprisal_rgb(b))
-            legend.append(f" {b}{'+' if b == 8 else ''} ", style=f"#000000 on {rgb}")
+        legend, steps = Text("surprisal, bits: "), colours.surprisal_legend()
     else:
         legend = Text(f"unit {args.unit}{' c' if args.cell_state else ''}: ")
-        for v in (-1, -0.5, 0, 0.5, 1):
-            rgb = html_page.hex_colour(html_page.diverging_rgb(v))
-            legend.append(f" {v:+g} ", style=f"#000000 on {rgb}")
+        steps = colours.diverging_legend()
+    for label, rgb in steps:
+        legend.append(f" {label} ", style=f"#000000 on {colours.hex_colour(rgb)}")
     out.print(legend)
     out.print(coloured(tr, values))
     out.print(f"{tr.bits_per_char:.4f} bits/char over {len(tr.bits):,} predictions", markup=False)
     table = Table(title="most surprising", title_justify="left")
-    for name in ("position", "symbol", "p", "bits", "expected instead"):
+    for name in html_page.SURPRISE_COLUMNS:
         table.add_column(name, justify="right" if name in ("position", "p", "bits") else "left")
-    for t in tr.surprises(10):
-        expected = ", ".join(f"{html_page.readable(s)} {p:.2f}" for s, p in tr.top(t)[:3])
-        table.add_row(
-            str(t + 1),
-            escape(html_page.readable(tr.symbols[t + 1])),
-            f"{tr.prob[t]:.3f}",
-            f"{tr.bits[t]:.2f}",
-            escape(expected),
-        )
+    for row in html_page.surprise_rows(tr, 10):
+        table.add_row(*map(escape, row))
     out.print(table)
     return 0
 

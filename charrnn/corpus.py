@@ -19,8 +19,8 @@ import numpy as np
 import regex
 
 from charrnn import download
-from charrnn.checkpoint import save_json
 from charrnn.errors import CorpusError, VocabError
+from charrnn.files import atomic_write_bytes
 from charrnn.vocab import (
     JOINING_CLASS,
     Vocab,
@@ -442,7 +442,7 @@ def encode_file(
         "vocab": vocab.to_json(),
         "own_symbols": sorted(own),
     }
-    save_json(cache_dir / CACHE_META, meta)
+    atomic_write_bytes(cache_dir / CACHE_META, json.dumps(meta).encode())
     ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
     return EncodedText(vocab, ids, meta["digest"])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, rundir
+from charrnn import checkpoint, lineage, rundir
 from charrnn.batches import Streams
 from charrnn.cells import CELLS
 from charrnn.corpus import (
@@ -34,6 +34,7 @@ from charrnn.errors import (
 )
 from charrnn.merge import start_from_base
 from charrnn.model import MAX_LAYERS, CharRNN, dropout_keep
+from charrnn.observe import Observer, StepStats
 from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
@@ -44,6 +45,8 @@ ARCHITECTURE = ("cell", "layers", "hidden", "unit")
 # The peak learning rate of a run started from a base unless --lr is given: a third of the
 # long-budget rate (scripts/bench_transfer.py, README "Fine-tuning").
 FINE_TUNE_LR = 1e-3
+# Bases that ship in the package, by name (scripts/bench_transfer.py --make-base makes them).
+BASES = {"english": Path(__file__).parent / "data" / "english.npz"}
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
 RESUMABLE = frozenset(
@@ -167,19 +170,6 @@ class TrainConfig:
 
 
 @dataclass
-class StepStats:
-    """What the observer hears after every step."""
-
-    step: int
-    loss: float
-    lr: float
-    grad_norm: float
-    chars_per_sec: float
-    elapsed: float
-    progress: float  # fraction of the step or time budget done
-
-
-@dataclass
 class TrainResult:
     run_dir: Path
     step: int
@@ -191,21 +181,6 @@ class TrainResult:
     chars_per_sec: float
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
-
-
-class Observer:
-    """Hooks for progress reporting; the CLI draws them, a notebook may ignore them."""
-
-    def on_start(self, info: dict) -> None: ...
-
-    def on_step(self, stats: StepStats) -> None: ...
-
-    def on_eval(self, record: dict, sample: str) -> None: ...
-
-    def on_checkpoint(self, path: Path) -> None: ...
-
-    def on_encode(self, what: str, done: int, total: int) -> None:
-        """Progress of reading ("reading", then "encoding") a corpus file: bytes done of total."""
 
 
 def base_architecture(base: checkpoint.Run) -> dict:
@@ -243,25 +218,15 @@ def adopt_base(config: TrainConfig, base: checkpoint.Run) -> TrainConfig:
 
 
 def load_base(init_from: str | os.PathLike) -> checkpoint.Run:
-    """The run a new run starts from: a run directory (its best checkpoint) or a .npz."""
+    """The run a new run starts from: a run directory (its best checkpoint), a .npz, or the
+    name of a base that ships with charrnn (`BASES`) when no such path exists."""
+    path = Path(init_from)
+    if str(init_from) in BASES and not path.exists():
+        path = BASES[str(init_from)]
     try:
-        return checkpoint.load(init_from, "best")
+        return checkpoint.load(path, "best")
     except CheckpointError as exc:
         raise CheckpointError(f"--init-from: {exc}") from None
-
-
-def lineage(base: checkpoint.Run, init_from: str | os.PathLike, added: list[str]) -> dict:
-    """What a run records of the base it started from."""
-    corpus = base.config.get("corpus") or {}
-    return {
-        "path": str(init_from),
-        "checkpoint": str(base.path),
-        "step": base.config["step"],
-        "weights_sha256": checkpoint.weights_digest(base.model.params),
-        "corpus": {k: v for k, v in corpus.items() if k in checkpoint.SOURCE_KEYS},
-        "symbols_added": added,
-        **({"base": base.config["init_from"]} if "init_from" in base.config else {}),
-    }
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -389,42 +354,25 @@ def _train(
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
     stop = stop or (lambda: False)
-    shown = _notebook_progress(config) if observer is None else None
-    run = _Run(config, run_dir, observer or shown or Observer(), stop)
-    try:
-        run.start(text, source, resume, base)
-        interrupted = False
-        if run.stopped_in_evaluation():
-            interrupted = not run.evaluate()  # the last process stopped during this evaluation
-        while not interrupted and not run.done():
-            if stop():
-                interrupted = True
-                break
-            run.train_step()
-            if run.step % config.eval_every == 0:
-                interrupted = not run.evaluate()
-            elif run.step % (config.checkpoint_every or config.eval_every) == 0:
-                run.save(None)
-        if not interrupted and not run.evaluated_here():
+    run = _Run(config, run_dir, observer or Observer(), stop)
+    run.start(text, source, resume, base)
+    interrupted = False
+    if run.stopped_in_evaluation():
+        interrupted = not run.evaluate()  # the last process stopped during this evaluation
+    while not interrupted and not run.done():
+        if stop():
+            interrupted = True
+            break
+        run.train_step()
+        if run.step % config.eval_every == 0:
             interrupted = not run.evaluate()
-        if interrupted:
+        elif run.step % (config.checkpoint_every or config.eval_every) == 0:
             run.save(None)
-        return run.result(interrupted)
-    finally:
-        if shown is not None:
-            shown.stop()
-
-
-def _notebook_progress(config: TrainConfig) -> Observer | None:
-    """In a Jupyter notebook, rich's progress bar and evaluation lines in the cell (as the CLI
-    shows them on a terminal); elsewhere None: a library call shows nothing by itself."""
-    from rich.console import Console
-
-    if not Console().is_jupyter:
-        return None
-    from charrnn.progress import RichObserver, console
-
-    return RichObserver(console(), config.steps, config.minutes, config.eval_every)
+    if not interrupted and not run.evaluated_here():
+        interrupted = not run.evaluate()
+    if interrupted:
+        run.save(None)
+    return run.result(interrupted)
 
 
 class _Run:
@@ -477,7 +425,7 @@ class _Run:
             )
             self.model = CharRNN.from_params(params, config.cell)
             added = [s for s in self.vocab.symbols if s not in base_run.vocab]
-            lineage_meta = lineage(base_run, init_from, added)
+            lineage_meta = lineage.record(base_run, init_from, added)
         else:
             self.model = CharRNN(
                 len(self.vocab),

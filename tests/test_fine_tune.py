@@ -18,8 +18,9 @@ from test_guarantees_resume import assert_same_run
 
 import charrnn
 from charrnn import TextFile, TrainConfig, Vocab, train
-from charrnn.checkpoint import load, read_meta, read_npz, weights_digest
+from charrnn.checkpoint import load, read_meta, read_npz
 from charrnn.errors import CheckpointError, ConfigError, VocabError
+from charrnn.lineage import weights_digest
 from charrnn.merge import merge_params, merge_vocab, new_symbol_biases, start_from_base
 from charrnn.model import CharRNN
 from charrnn.training import read_run_config
