@@ -236,12 +236,31 @@ class Run:
         """In a notebook: the run's loss curves and configuration."""
         from charrnn import html
 
-        records = [self.config["metrics"]] if "metrics" in self.config else []
-        metrics = self.path.parent / "metrics.jsonl"
-        if metrics.is_file():
-            lines = metrics.read_text(encoding="utf-8").splitlines()
-            records = [r for r in map(json.loads, lines) if isinstance(r, dict)] or records
+        records = read_metrics(self.path.parent, self.config)
         return f"<div>{html.curves_svg(records)}{html.config_table(self.config)}</div>"
+
+
+def read_metrics(run_dir: Path, meta: dict | None = None, up_to: int | None = None) -> list[dict]:
+    """The evaluation records of metrics.jsonl (up to step `up_to`), skipping a line torn by
+    a kill during a write and anything that is not a record; without the file, the
+    checkpoint's last record (`meta["metrics"]`) when it has a step."""
+    records = []
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # a torn or hostile line
+            continue
+        is_record = isinstance(record, dict) and type(record.get("step")) is int
+        if is_record and (up_to is None or record["step"] <= up_to):
+            records.append(record)
+    last = (meta or {}).get("metrics")
+    if not records and isinstance(last, dict) and type(last.get("step")) is int:
+        records.append(last)
+    return records
 
 
 def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
@@ -258,11 +277,35 @@ def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
     return path
 
 
+PARAM, OPT, STATE = "param/", "opt/", "state/h"  # array names: weights, optimizer, carried state
+
+
+def pack_arrays(
+    params: dict[str, np.ndarray],
+    optimizer_state: dict[str, np.ndarray] | None = None,
+    state: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """A checkpoint's arrays by name: weights, and for a resume the optimizer's state and the
+    carried recurrent state."""
+    arrays = {PARAM + k: v for k, v in params.items()}
+    arrays.update({OPT + k: v for k, v in (optimizer_state or {}).items()})
+    if state is not None:
+        arrays[STATE] = state
+    return arrays
+
+
+def unpack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, np.ndarray | None]:
+    """The inverse of pack_arrays: (weights, optimizer state, carried state or None)."""
+    params = {k.removeprefix(PARAM): v for k, v in arrays.items() if k.startswith(PARAM)}
+    optimizer_state = {k.removeprefix(OPT): v for k, v in arrays.items() if k.startswith(OPT)}
+    return params, optimizer_state, arrays.get(STATE)
+
+
 def model_arrays_expected(meta: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     m = meta["model"]
     dtype = np.dtype(m["dtype"])
     shapes = param_shapes(m["vocab_size"], m["hidden_size"], m["cell"], m["layers"])
-    return {f"param/{k}": (shape, dtype) for k, shape in shapes.items()}
+    return {PARAM + k: (shape, dtype) for k, shape in shapes.items()}
 
 
 def load(path: str | os.PathLike, which: str = "best") -> Run:
@@ -282,7 +325,7 @@ def load(path: str | os.PathLike, which: str = "best") -> Run:
             )
         if not np.isfinite(array).all():
             raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
-    params = {name.removeprefix("param/"): arrays[name] for name in expected}
+    params, _, _ = unpack_arrays({name: arrays[name] for name in expected})
     if meta["model"]["dtype"] == "float16":  # storage only: NumPy computes in float32
         params = {k: v.astype(np.float32) for k, v in params.items()}
     model = CharRNN.from_params(params, meta["model"]["cell"])

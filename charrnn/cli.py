@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import math
 import os
 import re
@@ -812,18 +811,8 @@ def cmd_neurons(args: argparse.Namespace) -> int:
 
 
 def read_metrics(run_path: Path, meta: dict) -> list[dict]:
-    """The run's evaluation records (metrics.jsonl), or the checkpoint's last one."""
-    file = (run_path if run_path.is_dir() else run_path.parent) / "metrics.jsonl"
-    records = []
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        for line in file.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict) and isinstance(record.get("step"), int):
-                    records.append(record)
-    if not records and isinstance(meta.get("metrics", {}).get("step"), int):
-        records.append(meta["metrics"])
-    return records
+    """The evaluation records of a run directory, or of the one holding a checkpoint."""
+    return checkpoint.read_metrics(run_path if run_path.is_dir() else run_path.parent, meta)
 
 
 def validation_tail(meta: dict, max_chars: int) -> str:

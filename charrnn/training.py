@@ -481,12 +481,10 @@ class _Run:
         meta, arrays, model = saved["meta"], saved["arrays"], self.model
         B = self.config.batch
         try:
-            model.params = {k: arrays[f"param/{k}"] for k in model.params}
+            params, optimizer_state, state = checkpoint.unpack_arrays(arrays)
+            model.params = {k: params[k] for k in model.params}
             self.optimizer = make_optimizer(self.config.optimizer, model.params)
-            self.optimizer.load_state_dict(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-            )
-            state = arrays["state/h"]
+            self.optimizer.load_state_dict(optimizer_state)
             if state.shape == (B, model.hidden_size) and model.state_size == model.layers == 1:
                 state = state.reshape(model.state_shape(B))  # written by 0.1 as (B, H)
             if state.shape != model.state_shape(B):
@@ -648,9 +646,7 @@ class _Run:
             "metrics": metrics,
             "sample_rng": self.sample_rng.bit_generator.state,
         }
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
-        arrays["state/h"] = self.state
+        arrays = checkpoint.pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
         new_best = record is not None and record.get("val_loss") == best_loss
         rundir.save(
             self.run_dir,
