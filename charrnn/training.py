@@ -353,26 +353,29 @@ def _train(
 ) -> TrainResult:
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
-    stop = stop or (lambda: False)
-    run = _Run(config, run_dir, observer or Observer(), stop)
+    run = _Run(config, run_dir, observer or Observer(), stop or (lambda: False))
     run.start(text, source, resume, base)
-    interrupted = False
-    if run.stopped_in_evaluation():
-        interrupted = not run.evaluate()  # the last process stopped during this evaluation
-    while not interrupted and not run.done():
-        if stop():
-            interrupted = True
-            break
-        run.train_step()
-        if run.step % config.eval_every == 0:
-            interrupted = not run.evaluate()
-        elif run.step % (config.checkpoint_every or config.eval_every) == 0:
-            run.save(None)
-    if not interrupted and not run.evaluated_here():
-        interrupted = not run.evaluate()
-    if interrupted:
-        run.save(None)
-    return run.result(interrupted)
+    try:
+        if run.stopped_in_evaluation():
+            run.evaluate_and_record()  # the last process stopped during this evaluation
+        while not run.done():
+            run.stop_if_asked()
+            run.train_step()
+            if run.step % config.eval_every == 0:
+                run.evaluate_and_record()
+            elif run.step % (config.checkpoint_every or config.eval_every) == 0:
+                run.save_checkpoint()
+        if not run.evaluated_here():
+            run.evaluate_and_record()
+    except _Stopped:
+        run.save_checkpoint()
+        return run.result(interrupted=True)
+    return run.result(interrupted=False)
+
+
+class _Stopped(Exception):
+    """`stop` asked the run to stop: raised where it is polled, caught once in `_train`, which
+    saves. An evaluation it cuts short records nothing, so a resume redoes it exactly."""
 
 
 class _Run:
@@ -581,9 +584,19 @@ class _Run:
 
     # ---- evaluate -----------------------------------------------------------------------------
 
-    def evaluate(self) -> bool:
-        """Evaluate, sample, record and checkpoint; False (and nothing recorded) if `stop`
-        interrupted it, so that a resume redoes this evaluation exactly."""
+    def stop_if_asked(self) -> None:
+        if self.stop():
+            raise _Stopped
+
+    def evaluate_and_record(self) -> None:
+        """The validation loss, a sample, then the record of both, saved with a checkpoint."""
+        record = self.measure()
+        sample = self.sample()
+        self.record(record, sample)
+
+    def measure(self) -> dict:
+        """The evaluation record: training loss since the last one, validation loss over the
+        first eval_symbols of the split, speed and learning rate."""
         config, step = self.config, self.step
         record = {
             "step": step,
@@ -592,11 +605,10 @@ class _Run:
             "train_loss": float(np.mean(self.window_losses)) if self.window_losses else None,
             "chars_per_sec": self.chars_per_sec(),
         }
-        new_best = self.best
         if len(self.eval_ids) > 1:
             val_loss = evaluate(self.model, self.eval_ids, config.seq_len, stop=self.stop)
             if val_loss is None:
-                return False
+                raise _Stopped
             if not math.isfinite(val_loss):
                 raise DivergenceError(
                     f"validation loss is {val_loss} at step {step}; lower --lr "
@@ -604,41 +616,52 @@ class _Run:
                 )
             record["val_loss"], record["val_bpc"] = val_loss, val_loss / LN2
             record["val_symbols"] = len(self.eval_ids)
-            if val_loss < self.best[0]:
-                new_best = (val_loss, step)
         if record["train_loss"] is not None:
             record["train_bpc"] = record["train_loss"] / LN2
+        return record
+
+    def sample(self) -> str:
+        """sample_length symbols from an empty prime; a stop midway puts the sampling
+        generator back, so a resume draws the same sample."""
+        if not self.config.sample_length:
+            return ""
+        rng_before = self.sample_rng.bit_generator.state
+        sampler = Sampler(self.config.sample_temperature)
+        sampler.rng = self.sample_rng
         sample_ids = []
-        if config.sample_length:
-            rng_before = self.sample_rng.bit_generator.state
-            sampler = Sampler(config.sample_temperature)
-            sampler.rng = self.sample_rng
-            for ids_t in generate_ids(self.model, self.vocab, "", config.sample_length, 1, sampler):
-                if self.stop():
-                    self.sample_rng.bit_generator.state = rng_before
-                    return False
-                sample_ids.append(ids_t)
-        self.best = new_best
+        length = self.config.sample_length
+        for ids_t in generate_ids(self.model, self.vocab, "", length, 1, sampler):
+            if self.stop():
+                self.sample_rng.bit_generator.state = rng_before
+                raise _Stopped
+            sample_ids.append(ids_t)
+        return self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
+
+    def record(self, record: dict, sample: str) -> None:
+        """Keep the evaluation (the best loss, the history, the sample for `report`), save it
+        with a checkpoint and tell the observer."""
+        val_loss = record.get("val_loss")
+        if val_loss is not None and val_loss < self.best[0]:
+            self.best = (val_loss, self.step)
         self.window_losses = []
-        sample = self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
         if sample:
             record["sample"] = sample  # kept in metrics.jsonl for `charrnn report`
         self.history.append(record)
-        self.save(record)
+        self.save_checkpoint(record)
         self.observer.on_eval(record, sample)
-        return True
 
     # ---- save ---------------------------------------------------------------------------------
 
-    def save(self, record: dict | None) -> None:
-        """Checkpoint the run (after an evaluation, its record too) into the run directory."""
+    def save_checkpoint(self, evaluation: dict | None = None) -> None:
+        """Checkpoint the run into the run directory; after an evaluation, with its record
+        (metrics.jsonl rewritten, best.npz when it is the best so far)."""
         best_loss, best_step = self.best
         metrics = {
             "best_val_loss": None if best_step is None else best_loss,
             "best_step": best_step,
         }
-        if record:
-            metrics.update({k: v for k, v in record.items() if k != "sample"})
+        if evaluation:
+            metrics.update({k: v for k, v in evaluation.items() if k != "sample"})
         meta = {
             **self.meta,
             "step": self.step,
@@ -647,7 +670,7 @@ class _Run:
             "sample_rng": self.sample_rng.bit_generator.state,
         }
         arrays = checkpoint.pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
-        new_best = record is not None and record.get("val_loss") == best_loss
+        new_best = evaluation is not None and evaluation.get("val_loss") == best_loss
         rundir.save(
             self.run_dir,
             arrays,
@@ -655,7 +678,7 @@ class _Run:
             # For an exact resume, also the evaluations so far and the losses since the last.
             resume_state={"history": self.history, "train_window": self.window_losses},
             best=new_best and best_step == self.step,
-            history=self.history if record is not None else None,
+            history=self.history if evaluation is not None else None,
         )
         self.observer.on_checkpoint(self.run_dir / "latest.npz")
 
