@@ -102,6 +102,33 @@ def test_neurons_finds_a_planted_quote_unit():
     assert (best.layer, best.unit) == (0, 1) and best.correlation > 0.95
 
 
+def held_bytes(tr) -> int:
+    """The memory a Trace holds in its arrays, and a pointer per symbol in its list."""
+    arrays = [tr.ids, tr.prob, tr.bits, tr.entropy, tr.top_ids, tr.top_probs, *tr.hidden]
+    arrays += [*(tr.cell or []), *(a for g in tr.gates or [] for a in g.values())]
+    return sum(a.nbytes for a in arrays) + 8 * len(tr.symbols)
+
+
+def test_a_trace_over_1_gib_is_refused_saying_how_many_symbols_fit():
+    """A text whose trace would take more than 1 GiB is refused before any work, naming how
+    many symbols fit; that number is honest: at the bytes per symbol a small trace of the same
+    model really holds, it is 1 GiB (to 1%: the estimate counts 12 bytes for each top
+    prediction, the arrays hold 16, and 8 for each id, which takes 1 here)."""
+    model, vocab = small_model(HOSTILE, "lstm", layers=2, hidden=512)
+    per_symbol = held_bytes(trace(model, vocab, HOSTILE * 3)) / (len(HOSTILE) * 3 - 1)
+    n = int(1.1 * (1 << 30) / per_symbol)  # ~48,000 predictions, 10% over
+    text = (HOSTILE * (n // len(HOSTILE) + 1))[: n + 1]
+    with pytest.raises(charrnn.ConfigError) as refused:
+        trace(model, vocab, text)
+    m = re.fullmatch(
+        rf"a trace of {n:,} symbols would not fit in memory; give at most ([\d,]+)",
+        str(refused.value),
+    )
+    assert m, str(refused.value)
+    fit = int(m[1].replace(",", ""))
+    assert fit * per_symbol == pytest.approx(1 << 30, rel=0.01)  # trace_bytes is an estimate
+
+
 def test_features_by_hand():
     f = features(list('a("b")\n  Cd 9'))
     assert f["in_quotes"].tolist() == [0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
