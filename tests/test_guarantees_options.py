@@ -62,8 +62,7 @@ NUMERIC = {
 KINDS = {"zero": "0", "negative": "-1", "huge": None, "nan": "nan", "inf": "inf", "text": "fast"}
 # Options that take a value that is not a number (choices are checked by argparse itself).
 NOT_NUMERIC = {"--corpus", "--encoding", "--out", "--resume", "--init-from", "--prime", "--text"}
-NOT_NUMERIC |= {"--unit"}
-NOT_NUMERIC |= {"--html", "--output"}
+NOT_NUMERIC |= {"--unit", "--html", "--output"}
 POSITIONAL = {
     "train": (), "sample": ("run",), "repl": ("run",), "eval": ("run", "file"),
     "show": ("run", "file"), "neurons": ("run", "file"), "report": ("run",),
@@ -127,7 +126,7 @@ REFUSED = [case for case in CASES if Range.parse(case[3]).value(case[2]) is None
 ACCEPTED = [case for case in CASES if case not in REFUSED]
 
 
-def in_processes() -> list[tuple[str, str, str, str]]:
+def process_cases() -> list[tuple[str, str, str, str]]:
     """One refused value per option for a real `charrnn` process, the kinds taken in turn so
     that each kind meets several options: the rest is checked through the parser itself."""
     chosen = []
@@ -137,7 +136,7 @@ def in_processes() -> list[tuple[str, str, str, str]]:
     return chosen
 
 
-PROCESS_CASES = in_processes()
+PROCESS_CASES = process_cases()
 
 
 def charrnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -154,8 +153,8 @@ def charrnn(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Every case and every `charrnn CMD --help`, run a few processes at a time in an empty
-    directory: (results by case, help texts by command, that directory)."""
+    """The process cases and every `charrnn CMD --help`, run a few processes at a time in an
+    empty directory: (results by case, help texts by command, that directory)."""
     cwd = tmp_path_factory.mktemp("options")
 
     def bad(case) -> subprocess.CompletedProcess:
