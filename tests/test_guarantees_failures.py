@@ -4,6 +4,7 @@ leaves the previous checkpoint intact and no temporary file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -156,6 +157,61 @@ def test_cli_file_too_large_keeps_the_previous_checkpoint(tmp_path, corpus_path)
     assert snapshot(run) == before
     assert temp_files(run) == []
     assert charrnn.load(run, "latest").config["step"] == 4
+
+
+@contextlib.contextmanager
+def small_file_system(path: Path, size: str):
+    """A tmpfs of `size` mounted on `path` for the block (root can; elsewhere a skip)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file on `disk` until the file system is full (ENOSPC)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_cli_full_file_system_keeps_the_previous_checkpoint(tmp_path, corpus_path):
+    """A resume on a real file system that is full, but for half of one checkpoint file: the
+    process meets ENOSPC midway through its next checkpoint and stops with one clear error,
+    exit 2; the run's files are unchanged, no temp file is left, and once space is freed the
+    run resumes."""
+    with small_file_system(tmp_path / "disk", "4m") as disk:
+        run = disk / "run"
+        args = ("--hidden", "64", "--seq-len", "8", "--batch", "4", "--eval-every", "2")
+        args += ("--checkpoint-every", "1", "--steps", "4", "--out", run)
+        proc = run_cli("train", corpus_path, *args)
+        assert proc.returncode == 0, proc.stderr
+        before = snapshot(run)
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - len(before["latest.npz"]) // 2)
+        proc = run_cli("train", "--resume", run, "--steps", "8")
+        assert_usage_error(
+            proc, f"cannot write a checkpoint in {run}", "No space left on device", "previous"
+        )
+        assert snapshot(run) == before
+        assert temp_files(run) == []
+        filler.unlink()
+        proc = run_cli("train", "--resume", run, "--steps", "8")
+        assert proc.returncode == 0, proc.stderr
+        assert charrnn.load(run, "latest").config["step"] == 8
 
 
 def test_cli_unwritable_out_directory(tmp_path, corpus_path):
