@@ -200,3 +200,29 @@ def load_resume_state(run_dir: Path) -> dict:
     else:  # checkpoints written before the history moved into latest.npz
         history = checkpoint.read_metrics(run_dir, up_to=meta["step"])
     return {"meta": meta, "arrays": arrays, "history": history}
+
+
+def make_run_dir() -> Path:
+    """A new, empty runs/<timestamp>; `link_latest` points runs/latest at it once it starts."""
+    runs = Path("runs")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs / stamp
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = runs / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def link_latest(run_dir: Path) -> None:
+    """Point runs/latest at run_dir (best effort)."""
+    runs = run_dir.parent
+    link = runs / "latest"
+    tmp = runs / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:
+        pass  # no symlinks here: the run directory itself is printed

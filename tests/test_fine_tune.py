@@ -242,7 +242,7 @@ def test_python_config_takes_the_base_architecture_or_refuses_another(base_run, 
         base.model.layers,
         12,
     )
-    assert config.lr == charrnn.training.FINE_TUNE_LR and config.schedule == "wsd"
+    assert config.lr == charrnn.config.FINE_TUNE_LR and config.schedule == "wsd"
     assert TrainConfig.for_budget(base, lr=5e-3, steps=3).lr == 5e-3
     assert not any((tmp_path / name).exists() for name in "abcd")
 

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 import charrnn
-from charrnn import html
+from charrnn import colours
 from charrnn.repl import Repl
 from charrnn.sample import Streams
 
@@ -336,11 +336,11 @@ def test_show_colours_each_symbol_by_surprisal(trained_run, monkeypatch):
         assert vocab.symbols[drawn] == symbol
         bits = (np.log(np.exp(z - z.max()).sum()) + z.max() - z[drawn]) / np.log(2)
         if symbol != "\n":
-            expected.append((*html.surprisal_rgb(bits), symbol))
+            expected.append((*colours.surprisal_rgb(bits), symbol))
             surprisals.append(bits)
         logits, state = model.step(np.array([drawn]), state)
     got = [(int(r), int(g), int(b), symbol) for r, g, b, symbol in shaded]
     assert got == expected
     # inside the scale, where a colour tells surprisals apart, and not one colour for all
-    assert min(surprisals) > 0 and max(surprisals) < html.SCALE_BITS
+    assert min(surprisals) > 0 and max(surprisals) < colours.SCALE_BITS
     assert len({e[:3] for e in expected}) > 5

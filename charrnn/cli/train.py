@@ -1,0 +1,267 @@
+"""`charrnn train`: its options (made from TrainConfig's definitions) beside its handler, the
+signals that save and stop, and the closing table."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from charrnn import checkpoint, corpus, rundir, training
+from charrnn.chart import loss_chart
+from charrnn.cli.common import LN2, option_type, silence_stdout
+from charrnn.config import (
+    DEFAULT_MINUTES,
+    FINE_TUNE_LR,
+    LONG_BUDGET,
+    LONG_BUDGET_MINUTES,
+    TrainConfig,
+    changed_on_resume,
+)
+from charrnn.errors import CharRNNError, ConfigError
+from charrnn.observe import StopRequest
+from charrnn.progress import DownloadProgress, RichObserver, console
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("train", help="train a model on a text file or a built-in corpus")
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="UTF-8 text file, or an http(s) URL downloaded once into the cache "
+        "(default: the python-docs corpus)",
+    )
+    p.add_argument(
+        "--corpus", metavar="NAME", help="built-in or downloadable corpus (see `charrnn corpora`)"
+    )
+    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
+    p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
+    p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from RUN's weights (its best checkpoint, or any .npz): fine-tuning; "
+        "the vocabularies are merged, the cell, layers and hidden size are RUN's, "
+        f"--lr defaults to {FINE_TUNE_LR:g}",
+    )
+    add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig setting meant for the command line, from its definition."""
+    defaults = TrainConfig()
+    budget = p.add_mutually_exclusive_group()
+    for name, option in TrainConfig.options().items():
+        if not option.cli:
+            continue
+        default = getattr(defaults, name)
+        shown = "" if default is None else " " + budget_default(defaults, name)
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else None
+        (budget if name in ("steps", "minutes") else p).add_argument(
+            "--" + name.replace("_", "-"),
+            type=option_type(option),
+            metavar=metavar,
+            help=option.help + shown,
+        )
+
+
+def budget_default(defaults: TrainConfig, name: str) -> str:
+    """An option's default for help, with the one a long --minutes budget picks instead."""
+    long = LONG_BUDGET.get(name)
+    if long is None:
+        return f"({getattr(defaults, name)})"
+    return f"({getattr(defaults, name)}; {long} with --minutes {LONG_BUDGET_MINUTES:g}+)"
+
+
+class StopFlag(StopRequest):
+    """SIGINT, SIGTERM and SIGHUP (the terminal went away) ask the trainer to save and stop, and
+    so does a log that can no longer be written; a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum: int | None = None  # the signal that asked, if one did
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            self.requested = True
+            self.signum = self.signum or signum
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, handler)
+
+
+def load_text(
+    out: Console, file: str | None = None, name: str | None = None, encoding: str = "utf-8"
+) -> tuple[str | corpus.TextFile, dict]:
+    """load_corpus with a download bar, and a word about python-source files left out."""
+    bar = DownloadProgress(out)
+    try:
+        text, source = corpus.load_corpus(file, name, encoding, progress=bar)
+    finally:
+        bar.stop()
+    if source.get("builtin") == "python-source":
+        skipped = corpus.python_source()[1]
+        if skipped:
+            out.print(
+                f"python-source: skipped {len(skipped)} file(s) that do not decode: "
+                + ", ".join(skipped),
+                markup=False,
+            )
+    return text, source
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = console()
+    given = {
+        k: getattr(args, k) for k in TrainConfig.options() if getattr(args, k, None) is not None
+    }
+    base = None
+    if args.resume is not None:
+        if args.out is not None:
+            raise ConfigError("--resume continues a run in place; leave out --out")
+        if args.init_from is not None:
+            raise ConfigError(
+                "--init-from starts a new run; a resumed run goes on from its own weights"
+            )
+        config, source = training.read_run_config(args.resume)
+        fixed = changed_on_resume(dataclasses.replace(config, **given), dataclasses.asdict(config))
+        if fixed:
+            names = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise ConfigError(f"{names} cannot change when resuming a run")
+        if "steps" in given or "minutes" in given:
+            config.steps, config.minutes = given.get("steps"), given.get("minutes")
+        for k in given.keys() - {"steps", "minutes"}:
+            setattr(config, k, given[k])
+        if args.file is None and args.corpus is None:
+            if "builtin" in source or "download" in source:
+                text, source = load_text(out, name=source.get("builtin") or source["download"])
+            elif "path" in source or "url" in source:
+                text, source = load_text(
+                    out,
+                    source.get("path") or source["url"],
+                    encoding=source.get("encoding", "utf-8"),
+                )
+            else:
+                raise ConfigError(
+                    f"{args.resume}: the run does not say what it trained on; give FILE"
+                )
+        else:
+            text, source = load_text(out, args.file, args.corpus, args.encoding)
+        run_dir = args.resume
+    else:
+        if "steps" not in given and "minutes" not in given:  # given holds only options set
+            given["minutes"] = DEFAULT_MINUTES
+        if args.init_from is not None:
+            base = training.load_base(args.init_from)
+        config = TrainConfig.for_budget(base, **given)
+        config.check()
+        text, source = load_text(out, args.file, args.corpus, args.encoding)
+        run_dir = args.out if args.out is not None else rundir.make_run_dir()
+    fresh = args.resume is None and args.out is None
+
+    stop = StopFlag()
+    stop.install()
+    observer = RichObserver(out, config.steps, config.minutes, config.eval_every, stop)
+    if fresh:  # runs/latest moves only once the text and options have proved usable
+        observer.started = rundir.link_latest
+    try:
+        with np.errstate(all="ignore"):  # the trainer reports a non-finite loss itself
+            result = training.train(
+                text,
+                config,
+                run_dir,
+                source,
+                resume=args.resume is not None,
+                observer=observer,
+                stop=stop,
+                init_from=args.init_from,
+            )
+    except CharRNNError:
+        if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was trained: leave no empty run directory behind
+        raise
+    finally:
+        observer.stop()
+    if observer.log_error is not None:
+        return _log_failed(observer.log_error, result)
+    try:
+        return _report(out, result, stop)
+    except OSError as exc:
+        return _log_failed(exc, result)
+
+
+def _report(out: Console, result: training.TrainResult, stop: StopFlag) -> int:
+    """The closing table and what to do next; the exit code (128 + signal after a stop)."""
+    run_dir = result.run_dir
+    table = Table(title=escape(f"run {result.run_dir}"), title_justify="left")
+    for name in (
+        "steps",
+        "time",
+        "chars/s",
+        "train nats/char",
+        "train bits/char",
+        "val nats/char",
+        "val bits/char",
+        "best val nats/char",
+    ):
+        table.add_column(name, justify="right")
+
+    def fmt(x: float | None, scale: float = 1.0) -> str:
+        return "-" if x is None else f"{x / scale:.4f}"
+
+    best = (
+        "-"
+        if result.best_val_loss is None
+        else f"{result.best_val_loss:.4f} @ {result.best_step:,}"
+    )
+    table.add_row(
+        f"{result.step:,}",
+        f"{result.elapsed:.1f}s",
+        f"{result.chars_per_sec:,.0f}",
+        fmt(result.train_loss),
+        fmt(result.train_loss, LN2),
+        fmt(result.val_loss),
+        fmt(result.val_loss, LN2),
+        best,
+    )
+    out.print(table)
+    chart = loss_chart(checkpoint.read_metrics(run_dir)) if out.is_terminal else None
+    if chart is not None:
+        out.print(chart)
+    if result.interrupted or stop.requested:  # also a stop during the final evaluation
+        out.print(
+            f"stopped at step {result.step:,}; checkpoint saved in {run_dir}. "
+            f"Resume with: charrnn train --resume {shlex.quote(str(run_dir))}",
+            markup=False,
+        )
+        return 128 + (stop.signum or signal.SIGINT)
+    out.print(f"sample from it with: charrnn sample {shlex.quote(str(run_dir))}", markup=False)
+    return 0
+
+
+def _log_failed(exc: OSError, result: training.TrainResult) -> int:
+    """Training stopped (or ended) with its log unwritable: the checkpoint is saved; say so on
+    stderr while that still works, exit 2."""
+    silence_stdout()
+    line = (
+        f"charrnn: error: cannot write the log ({exc.strerror or exc}); training stopped at step "
+        f"{result.step:,} with a checkpoint in {result.run_dir}"
+    )
+    if result.interrupted:
+        line += f"; resume with: charrnn train --resume {shlex.quote(str(result.run_dir))}"
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+    return 2
