@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from charrnn.checkpoint import Run, load
-from charrnn.corpus import TextFile
+from charrnn.corpus import TextFile, TextFiles
 from charrnn.errors import (
     CharRNNError,
     CheckpointError,
@@ -32,6 +32,7 @@ __all__ = [
     "RunInUseError",
     "Sampler",
     "TextFile",
+    "TextFiles",
     "Trace",
     "TrainConfig",
     "TrainResult",

@@ -84,12 +84,16 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"charrnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = commands.add_parser("train", help="train a model on a text file or a built-in corpus")
+    p = commands.add_parser(
+        "train", help="train a model on text files and folders, or a built-in corpus"
+    )
     p.add_argument(
         "file",
-        nargs="?",
-        help="UTF-8 text file, or an http(s) URL downloaded once into the cache "
-        "(default: the python-docs corpus)",
+        nargs="*",
+        metavar="FILE",
+        help="UTF-8 text files and directories (walked recursively, hidden names and files that "
+        "are not text skipped), joined as one corpus; or one http(s) URL downloaded once into "
+        "the cache (default: the python-docs corpus)",
     )
     p.add_argument(
         "--corpus", metavar="NAME", help="built-in or downloadable corpus (see `charrnn corpora`)"
@@ -319,23 +323,17 @@ class StopFlag:
 
 
 def load_text(
-    out: Console, file: str | None = None, name: str | None = None, encoding: str = "utf-8"
-) -> tuple[str | corpus.TextFile, dict]:
-    """load_corpus with a download bar, and a word about python-source files left out."""
+    out: Console,
+    files: str | list[str] | None = None,
+    name: str | None = None,
+    encoding: str = "utf-8",
+) -> tuple[str | corpus.TextFile | corpus.TextFiles, dict]:
+    """load_corpus with a download bar."""
     bar = DownloadProgress(out)
     try:
-        text, source = corpus.load_corpus(file, name, encoding, progress=bar)
+        return corpus.load_corpus(files or None, name, encoding, progress=bar)
     finally:
         bar.stop()
-    if source.get("builtin") == "python-source":
-        skipped = corpus.python_source()[1]
-        if skipped:
-            out.print(
-                f"python-source: skipped {len(skipped)} file(s) that do not decode: "
-                + ", ".join(skipped),
-                markup=False,
-            )
-    return text, source
 
 
 def make_run_dir() -> Path:
@@ -387,13 +385,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             config.steps, config.minutes = given.get("steps"), given.get("minutes")
         for k in training.RESUMABLE & given.keys() - {"steps", "minutes"}:
             setattr(config, k, given[k])
-        if args.file is None and args.corpus is None:
+        if not args.file and args.corpus is None:
             if "builtin" in source or "download" in source:
                 text, source = load_text(out, name=source.get("builtin") or source["download"])
-            elif "path" in source or "url" in source:
+            elif "path" in source or "url" in source or "paths" in source:
                 text, source = load_text(
                     out,
-                    source.get("path") or source["url"],
+                    source.get("paths") or source.get("path") or source["url"],
                     encoding=source.get("encoding", "utf-8"),
                 )
             else:
@@ -822,10 +820,19 @@ def validation_tail(meta: dict, max_chars: int) -> str:
     """The last max_chars characters of the corpus the run trained on, from a line start
     (inside the validation split when that is longer); CharRNNError when it is not at hand."""
     source = meta.get("corpus") or {}
-    if "builtin" in source:
-        text = corpus.builtin_corpus(source["builtin"])[-4 * max_chars :]
+    builtin = corpus.builtin_corpus(source["builtin"]) if "builtin" in source else None
+    if isinstance(builtin, str):
+        text = builtin[-4 * max_chars :]
     else:
-        if "path" in source:
+        if builtin is not None or "paths" in source:
+            files = builtin or corpus.TextFiles(source["paths"], source.get("encoding", "utf-8"))
+            try:
+                path = corpus.walk(files)[-1].path
+            except (CharRNNError, IndexError):
+                raise ConfigError(
+                    "the files the run trained on are gone; give --text FILE"
+                ) from None
+        elif "path" in source:
             path = Path(source["path"])
         elif "download" in source and source["download"] in download.catalogue():
             path = download.cached_path(download.catalogue()[source["download"]])
@@ -875,7 +882,12 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     table.add_column("characters", justify="right")
     table.add_column("what it is")
     for name, (description, load) in sorted(corpus.BUILTIN.items()):
-        table.add_row(name, f"{len(load()):,}", description)
+        text = load()
+        if isinstance(text, str):
+            size = f"{len(text):,}"
+        else:  # files streamed when training: their bytes, about as many characters
+            size = f"~{sum(e.path.stat().st_size for e in corpus.walk(text)):,}"
+        table.add_row(name, size, description)
     out.print(table)
 
     table = Table(

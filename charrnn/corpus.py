@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import functools
 import hashlib
 import io
 import json
@@ -11,9 +10,10 @@ import os
 import sysconfig
 import tempfile
 import tokenize
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import regex
@@ -35,7 +35,14 @@ CHUNK_BYTES = 8 << 20  # a large file is read, decoded and encoded this many byt
 EVAL_CHUNK_BYTES = 1 << 20
 HEAD_BYTES = 1 << 20  # the id cache is keyed by size, mtime and the hash of this much head
 CACHE_IDS, CACHE_META = "corpus.ids.npy", "corpus.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# Files of a corpus are joined with this: an empty line between files (a newline is in nearly
+# every text, so it rarely adds a symbol). It stands between files only, so a corpus of one
+# file is that file's text.
+FILE_SEPARATOR = "\n\n"
+KEEP_BYTES = 64 << 20  # small files' bytes (then texts) kept in memory from one pass to the next
+PROGRESS_BYTES = 1 << 20  # progress is reported about this often, not once per small file
+PEP263 = "pep263"  # as an encoding: each file's own declaration, as Python reads its source
 # Two code points with a grapheme boundary between them for sure: neither joins (see vocab).
 _PLAIN_PAIR = regex.compile(rf"[^{JOINING_CLASS}\r][^{JOINING_CLASS}]")
 
@@ -62,33 +69,18 @@ SOURCE_SKIP_DIRS = {"test", "tests", "idle_test", "__pycache__", "site-packages"
 SOURCE_SKIP_TOP = {"encodings", "pydoc_data"}
 
 
-@functools.lru_cache(maxsize=2)
-def python_source(root: str | None = None) -> tuple[str, tuple[str, ...]]:
-    """The standard library's `.py` files under `root` (default: this Python's), in path order,
-    each after a `# ==> PATH <==` line and decoded with the encoding it declares (PEP 263);
-    also the paths of files skipped because they do not decode."""
-    base = Path(root or sysconfig.get_paths()["stdlib"])
-    files = []
-    for folder, dirs, names in os.walk(base):
-        top = Path(folder) == base
-        dirs[:] = [
-            d for d in dirs if d not in SOURCE_SKIP_DIRS and not (top and d in SOURCE_SKIP_TOP)
-        ]
-        files += [Path(folder, n).relative_to(base).as_posix() for n in names if n.endswith(".py")]
-    parts, skipped = [], []
-    for name in sorted(files):
-        try:
-            data = (base / name).read_bytes()
-            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-            text = data.decode(encoding).removeprefix("\ufeff")
-            text.encode("utf-8")  # no lone surrogates
-        except (OSError, SyntaxError, LookupError, UnicodeError):
-            skipped.append(name)
-            continue
-        parts.append(f"# ==> {name} <==\n{text}" + ("" if text.endswith("\n") else "\n"))
-    if not parts:
-        raise CorpusError(f"{base}: no readable .py files for the python-source corpus")
-    return "".join(parts), tuple(skipped)
+def python_source(root: str | os.PathLike | None = None) -> TextFiles:
+    """The standard library's `.py` files under `root` (default: this Python's) as a corpus:
+    in path order, each after a `# ==> PATH <==` line and decoded with the encoding it
+    declares (PEP 263); a file that does not decode is skipped and named."""
+    return TextFiles(
+        (Path(root or sysconfig.get_paths()["stdlib"]),),
+        PEP263,
+        suffix=".py",
+        skip_dirs=SOURCE_SKIP_DIRS,
+        skip_top=SOURCE_SKIP_TOP,
+        headers=True,
+    )
 
 
 BUILTIN = {
@@ -103,14 +95,14 @@ BUILTIN = {
     "python-source": (
         "This Python's standard library .py files, one after another with a header line each "
         "(tests, encodings and pydoc_data left out).",
-        lambda: python_source()[0],
+        python_source,
     ),
 }
 DEFAULT_CORPUS = "python-docs"
 
 
-def builtin_corpus(name: str) -> str:
-    """The text of a built-in corpus, by name."""
+def builtin_corpus(name: str) -> str | TextFiles:
+    """The text of a built-in corpus, by name (python-source: its files, to stream)."""
     try:
         _, load = BUILTIN[name]
     except KeyError:
@@ -153,14 +145,23 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
 
 
 def load_corpus(
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     name: str | None = None,
     encoding: str = "utf-8",
     progress: download.Progress | None = None,
-) -> tuple[str | TextFile, dict]:
+) -> tuple[str | TextFile | TextFiles, dict]:
     """What to train on and a JSON description of where it came from (for resuming): a
-    built-in corpus's text, a catalogue corpus's (downloaded on first use), or a file (or
-    the cached download of a URL) to stream."""
+    built-in corpus's text (python-source: its files), a catalogue corpus's (downloaded on
+    first use), a file (or the cached download of a URL) to stream, or several files and
+    directories (a sequence of paths, or one directory) to stream as one corpus."""
+    if isinstance(path, (list, tuple)):
+        if len(path) > 1:
+            if any(download.is_url(str(p)) for p in path):
+                raise CorpusError("a URL trains alone: give one URL, or files and directories")
+            if name is not None:
+                raise CorpusError("give a FILE or --corpus NAME, not both")
+            return _files_corpus(path, encoding)
+        path = path[0] if path else None
     if path is not None and name is not None:
         raise CorpusError("give a FILE or --corpus NAME, not both")
     if path is None:
@@ -178,8 +179,19 @@ def load_corpus(
         cached = download.fetch(download.url_entry(str(path)), progress)
         check_file(cached, encoding)
         return TextFile(cached, encoding), {"url": str(path), "encoding": encoding}
+    if Path(path).is_dir():
+        return _files_corpus([path], encoding)
     check_file(path, encoding)
     return TextFile(Path(path), encoding), {"path": str(Path(path).resolve()), "encoding": encoding}
+
+
+def _files_corpus(paths: Sequence[str | os.PathLike], encoding: str) -> tuple[TextFiles, dict]:
+    _check_encoding(encoding)
+    for path in paths:
+        if not Path(path).is_dir():
+            check_file(path, encoding)
+    source = TextFiles(tuple(Path(p) for p in paths), encoding)
+    return source, {"paths": [str(p.resolve()) for p in source.paths], "encoding": encoding}
 
 
 def check_unicode(text: str) -> None:
@@ -211,20 +223,66 @@ class TextFile:
         object.__setattr__(self, "path", Path(self.path))
 
 
+@dataclass(frozen=True)
+class TextFiles:
+    """Any number of files and directories as one corpus, streamed like a TextFile. Files given
+    by name come as given and must be text; a directory is walked recursively in sorted path
+    order (hidden names and symlinked directories left out), and a file found there that is
+    not text (a NUL byte, invalid in `encoding`, empty) is skipped and named. The files' texts
+    are joined with FILE_SEPARATOR, and each file's last `val_fraction` is validation.
+
+    What a walk takes: names ending in `suffix`, not in directories named in `skip_dirs` (or
+    in `skip_top` at a walked directory's top). `headers` puts a `# ==> REL/PATH <==` line
+    before each file's text; the encoding PEP263 decodes each file as it declares."""
+
+    paths: tuple[Path, ...]
+    encoding: str = "utf-8"
+    suffix: str = ""
+    skip_dirs: frozenset[str] = frozenset()
+    skip_top: frozenset[str] = frozenset()
+    headers: bool = False
+
+    def __post_init__(self) -> None:
+        paths = (self.paths,) if isinstance(self.paths, (str, os.PathLike)) else self.paths
+        object.__setattr__(self, "paths", tuple(Path(p) for p in paths))
+        object.__setattr__(self, "skip_dirs", frozenset(self.skip_dirs))
+        object.__setattr__(self, "skip_top", frozenset(self.skip_top))
+
+
 @dataclass
 class EncodedText:
-    """A corpus as ids (possibly memory-mapped), its vocabulary and the digest of its text."""
+    """A corpus as ids (possibly memory-mapped), laid out [training | validation] with
+    `n_train` training ids; its vocabulary, the digest of its text, and the names of the
+    files left out because they are not text."""
 
     vocab: Vocab
     ids: np.ndarray
     digest: str
+    n_train: int
+    skipped: tuple[str, ...] = ()
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation ids: views, never copies (of a memory map either)."""
+        return self.ids[: self.n_train], self.ids[self.n_train :]
 
 
-def encode_text(text: str, unit: str, vocab: Vocab | None = None) -> EncodedText:
-    """Encode text held in memory, with its own vocabulary or a given one."""
+def encode_text(
+    text: str,
+    unit: str,
+    vocab: Vocab | None = None,
+    include: Vocab | None = None,
+    val_fraction: float = 0.0,
+) -> EncodedText:
+    """Encode text held in memory, with its own vocabulary (and `include`'s symbols) or a
+    given one; its last `val_fraction` is validation, as `split_ids` cuts it."""
     check_unicode(text)
-    vocab = vocab or Vocab.from_text(text, unit)
-    return EncodedText(vocab, vocab.encode(text), text_digest(text))
+    if vocab is None:
+        vocab = Vocab.from_text(text, unit)
+        if include is not None:
+            vocab = _vocab(set(vocab.symbols), unit, include)
+    ids = vocab.encode(text)
+    train, _ = split_ids(ids, val_fraction)
+    return EncodedText(vocab, ids, text_digest(text), len(train))
 
 
 def check_file(path: str | os.PathLike, encoding: str = "utf-8") -> Path:
@@ -311,79 +369,354 @@ def text_pieces(
                 yield text[:cut], done
 
 
-def _file_key(path: Path, encoding: str, unit: str) -> dict:
-    """What identifies a corpus file's contents cheaply: size, mtime and a hash of its head."""
-    st = path.stat()
-    with path.open("rb") as f:
-        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
-    return {
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "head_sha256": head,
-        "encoding": codecs.lookup(encoding).name,
-        "unit": unit,
-    }
+class FileEntry(NamedTuple):
+    """A file of a TextFiles corpus, as the walk found it."""
+
+    path: Path
+    name: str  # stable across working directories: DIR/REL for a found file, else its name
+    rel: str  # its path relative to the walked directory (the header's), or its name
+    explicit: bool  # given by name (must be text), not found in a directory (may be skipped)
+    root: int  # which of the given paths it came from
 
 
-def _load_cache(cache_dir: Path, key: dict) -> EncodedText | None:
-    """The cached encoding of the file `key` describes, or None if absent, stale or damaged."""
+def _as_files(source: TextFile | TextFiles) -> TextFiles:
+    return TextFiles((source.path,), source.encoding) if isinstance(source, TextFile) else source
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding == PEP263:
+        return
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+
+
+def walk(source: TextFile | TextFiles) -> list[FileEntry]:
+    """The files of a corpus in training order: files given by name as given, each directory
+    walked once with os.scandir, in sorted path order, leaving out hidden names (".") at every
+    level, symlinks to directories and what the source's filters exclude."""
+    source = _as_files(source)
+    _check_encoding(source.encoding)
+    entries = []
+    for root, given in enumerate(source.paths):
+        if given.is_dir():
+            found: list[tuple[str, str]] = []
+            _scan_dir(str(given), "", source, found, top=True)
+            found.sort()
+            resolved = given.resolve()
+            base = resolved.name or resolved.as_posix()
+            entries += [
+                FileEntry(Path(path), f"{base}/{rel}", rel, False, root) for rel, path in found
+            ]
+        else:
+            check_file(given, "utf-8" if source.encoding == PEP263 else source.encoding)
+            entries.append(FileEntry(given, given.name, given.name, True, root))
+    return entries
+
+
+def _scan_dir(
+    folder: str, prefix: str, source: TextFiles, found: list[tuple[str, str]], top: bool
+) -> None:
+    try:
+        with os.scandir(folder) as listing:
+            items = list(listing)
+    except OSError as exc:
+        raise CorpusError(f"{folder}: cannot read ({exc.strerror or exc})") from None
+    for item in items:
+        if item.name.startswith("."):
+            continue
+        rel = prefix + item.name
+        if item.is_dir(follow_symlinks=False):
+            if item.name not in source.skip_dirs and not (top and item.name in source.skip_top):
+                _scan_dir(item.path, rel + "/", source, found, top=False)
+        elif item.name.endswith(source.suffix) and item.is_file():
+            found.append((rel, item.path))
+
+
+def _vanished(path: Path) -> CorpusError:
+    return CorpusError(f"{path}: the file vanished while it was being read")
+
+
+def _changed(path: Path) -> CorpusError:
+    return CorpusError(f"{path}: the file changed while it was being read")
+
+
+def _read_heads(
+    entries: list[FileEntry], small: int
+) -> tuple[list[list], dict[int, bytes], list[int]]:
+    """Each file's cache key entry [name, size, mtime_ns, sha256 of its first MiB]; the whole
+    bytes of small files (read once for both the key and the first pass) while they fit in
+    KEEP_BYTES; and each file's size."""
+    keys, kept, sizes, room = [], {}, [], KEEP_BYTES
+    for i, entry in enumerate(entries):
+        try:
+            with open(entry.path, "rb", buffering=0) as f:
+                st = os.fstat(f.fileno())
+                data = f.readall() if st.st_size <= small else f.read(HEAD_BYTES)
+        except FileNotFoundError:
+            raise _vanished(entry.path) from None
+        except OSError as exc:
+            if entry.explicit:
+                raise CorpusError(f"{entry.path}: cannot read ({exc.strerror or exc})") from None
+            keys.append([entry.name, None, None, None])  # unreadable: skipped in the first pass
+            sizes.append(0)
+            continue
+        head = hashlib.sha256(data[:HEAD_BYTES]).hexdigest()
+        keys.append([entry.name, st.st_size, st.st_mtime_ns, head])
+        sizes.append(st.st_size)
+        if st.st_size <= small and len(data) <= room:
+            kept[i] = data
+            room -= len(data)
+    return keys, kept, sizes
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    """A whole small file's text, with text_pieces' checks and messages."""
+    if encoding == PEP263:
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as exc:
+            raise CorpusError(f"{path}: {exc.msg}") from None
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+        if utf8 and b"\x00" in data:
+            raise CorpusError(
+                f"{path}: NUL byte at offset {data.index(0)}; "
+                "this looks like a binary file, not text"
+            )
+        return data.decode(encoding).removeprefix("\ufeff")
+    except LookupError:
+        raise CorpusError(f"{path}: unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{path}: invalid {encoding} at byte offset {exc.start} "
+            f"({exc.object[exc.start : exc.start + 4]!r}); "
+            f"pass --encoding if it is not {encoding}"
+        ) from None
+
+
+def _pieces(
+    entry: FileEntry, source: TextFiles, data: bytes | None, small: int, chunk_bytes: int
+) -> Iterator[tuple[str, int]]:
+    """A file's text (after its header, if the source has headers) in pieces that never split
+    a symbol, with the bytes read so far: whole from `data` or a small file, else streamed."""
+    if source.headers:
+        yield f"# ==> {entry.rel} <==\n", 0
+    if data is None and entry.path.stat().st_size <= small:
+        data = entry.path.read_bytes()
+    if data is not None:
+        yield _decode(entry.path, data, source.encoding), len(data)
+        return
+    encoding = source.encoding
+    if encoding == PEP263:
+        with entry.path.open("rb") as f:
+            try:
+                encoding, _ = tokenize.detect_encoding(f.readline)
+            except SyntaxError as exc:
+                raise CorpusError(f"{entry.path}: {exc.msg}") from None
+    yield from text_pieces(entry.path, encoding, chunk_bytes)
+
+
+class _Throttled:
+    """Progress reported after every piece of a streamed file, but only every PROGRESS_BYTES
+    or so of small files, not once per small file."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.last = progress, total, -PROGRESS_BYTES
+
+    def __call__(self, what: str, done: int, now: bool = False) -> None:
+        if self.progress is not None and (now or done - self.last >= PROGRESS_BYTES):
+            self.progress(what, min(done, self.total), self.total)
+            self.last = done
+
+
+def cache_key(cache_dir: Path) -> dict | None:
+    """The key of the id cache in `cache_dir` (which files, how encoded), or None."""
+    try:
+        meta = json.loads((cache_dir / CACHE_META).read_text(encoding="utf-8"))
+        return meta["key"] if meta.get("version") == CACHE_VERSION else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def key_changes(old: dict | None, new: dict | None) -> str:
+    """What differs between the files of two cache keys, by name: "added X; removed Y;
+    changed Z" ("" when the file lists agree or a key is missing)."""
+    try:
+        before = {f[0]: f[1:] for f in old["files"]}
+        after = {f[0]: f[1:] for f in new["files"]}
+    except (TypeError, KeyError, IndexError):
+        return ""
+    parts = []
+    for word, names in (
+        ("added", [n for n in after if n not in before]),
+        ("removed", [n for n in before if n not in after]),
+        ("changed", [n for n in after if n in before and after[n] != before[n]]),
+    ):
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            parts.append(f"{word} {', '.join(names[:5])}{more}")
+    return "; ".join(parts)
+
+
+def _load_cache(cache_dir: Path, key: dict, include: Vocab | None) -> EncodedText | None:
+    """The cached encoding `key` describes, if its vocabulary is the one this call would build;
+    None if absent, stale or damaged."""
     try:
         meta = json.loads((cache_dir / CACHE_META).read_text(encoding="utf-8"))
         if meta.get("version") != CACHE_VERSION or meta.get("key") != key:
             return None
         vocab = Vocab.from_json(meta["vocab"])
+        if vocab != _vocab(set(meta["text_symbols"]), key["unit"], include):
+            return None
         ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
         if ids.shape != (meta["symbols"],) or ids.dtype != vocab.dtype:
             return None
-        return EncodedText(vocab, ids, meta["digest"])
+        if not 0 <= meta["n_train"] <= len(ids):
+            return None
+        skipped = tuple(str(s) for s in meta["skipped"])
+        return EncodedText(vocab, ids, meta["digest"], meta["n_train"], skipped)
     except (OSError, ValueError, KeyError, TypeError, VocabError):
         return None
 
 
+def _vocab(symbols: set[str], unit: str, include: Vocab | None) -> Vocab:
+    """The vocabulary of a text's symbols and, when given, another vocabulary's."""
+    if include is not None:
+        if include.unit != unit:
+            raise VocabError(f"cannot include a {include.unit} vocabulary in a {unit} one")
+        symbols = symbols | set(include.symbols)
+    return Vocab(sorted(symbols), unit)
+
+
 def encode_file(
-    source: TextFile,
+    source: TextFile | TextFiles,
     unit: str,
     cache_dir: Path,
     progress: Progress | None = None,
     chunk_bytes: int | None = None,
+    *,
+    val_fraction: float = 0.0,
+    include: Vocab | None = None,
 ) -> EncodedText:
-    """A file's ids, memory-mapped from `cache_dir`, encoding them first unless cached.
+    """A corpus of files as ids, memory-mapped from `cache_dir` ([training | validation], each
+    file split on its own), encoding them first unless cached. `include` adds a vocabulary's
+    symbols to the text's.
 
-    Two streaming passes, so memory stays bounded by the chunk size: the first finds the
-    vocabulary (and checks the whole file decodes), the second writes the ids.
+    Two streaming passes, so memory stays bounded by the piece size and KEEP_BYTES: the first
+    finds the vocabulary, each file's symbol count and which found files are text; the second
+    writes the ids. A file that changes or vanishes meanwhile is a CorpusError naming it.
     """
-    path, encoding = source.path, source.encoding
-    check_file(path, encoding)
-    key = _file_key(path, encoding, unit)
-    cached = _load_cache(cache_dir, key)
+    source = _as_files(source)
+    if not 0 <= val_fraction < 1:
+        raise CorpusError(f"val-fraction must be in [0, 1), got {val_fraction}")
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    small = min(chunk_bytes, HEAD_BYTES)  # read whole, once, and kept between the passes
+    entries = walk(source)
+    keys, kept, sizes = _read_heads(entries, small)
+    key = {
+        "files": keys,
+        "encoding": source.encoding
+        if source.encoding == PEP263
+        else codecs.lookup(source.encoding).name,
+        "unit": unit,
+        "val_fraction": val_fraction,
+        "separator": FILE_SEPARATOR,
+        "headers": source.headers,
+        "filters": [source.suffix, sorted(source.skip_dirs), sorted(source.skip_top)],
+    }
+    cached = _load_cache(cache_dir, key, include)
     if cached is not None:
         return cached
-    progress = progress or (lambda what, done, total: None)
-    total = key["size"]
+    report = _Throttled(progress, sum(sizes))
 
+    # Pass 1: symbols, counts, digest; found files that are not text are skipped.
     present = np.zeros(0x110000, bool)  # single-code-point symbols seen
     clusters: set[str] = set()  # multi-code-point symbols seen
-    simple: list[bool] = []  # per piece: one symbol per code point?
     digest = hashlib.sha256()
-    count = 0
-    for piece, done in text_pieces(path, encoding, chunk_bytes):
-        digest.update(piece.encode("utf-8", "surrogatepass"))
-        simple.append(one_symbol_per_point(piece, unit))
-        if simple[-1]:
-            points = code_points(piece)
-            seen = np.bincount(points) > 0
-            present[: len(seen)] |= seen
-            count += len(points)
-        else:
-            symbols = split_symbols(piece, unit)
-            clusters.update(symbols)
-            count += len(symbols)
-        progress("reading", done, total)
-    symbols = {chr(p) for p in np.flatnonzero(present)} | clusters
-    if not symbols:
-        raise CorpusError(f"{path}: file holds no text")
-    vocab = Vocab(sorted(symbols), unit)
+    counts: dict[int, int] = {}  # symbols of each text file, by entry
+    simple: dict[int, list[bool]] = {}  # per piece of each file: one symbol per code point?
+    texts: dict[int, str] = {}  # small files' texts, kept for the second pass
+    skipped: list[str] = []
+    done = 0
+    for i, entry in enumerate(entries):
+        file_digest = digest.copy()
+        if counts:
+            file_digest.update(FILE_SEPARATOR.encode())
+        seen, file_clusters, flags, pieces, count = [], set(), [], [], 0
+        data = kept.pop(i, None)
+        try:
+            if keys[i][1] is None:
+                raise CorpusError(f"{entry.path}: cannot read")
+            for piece, read in _pieces(entry, source, data, small, chunk_bytes):
+                try:
+                    file_digest.update(piece.encode("utf-8"))
+                except UnicodeEncodeError as exc:
+                    raise CorpusError(
+                        f"{entry.path}: holds a lone surrogate {piece[exc.start]!r}; "
+                        "it is not valid Unicode text"
+                    ) from None
+                flags.append(one_symbol_per_point(piece, unit))
+                if flags[-1]:
+                    points = code_points(piece)
+                    if len(points):
+                        seen.append(np.bincount(points) > 0)
+                    count += len(points)
+                else:
+                    symbols = split_symbols(piece, unit)
+                    file_clusters.update(symbols)
+                    count += len(symbols)
+                if data is not None:
+                    pieces.append(piece)
+                else:
+                    report("reading", done + read, now=True)  # a streamed piece
+            if not count:
+                raise CorpusError(f"{entry.path}: file holds no text")
+        except CorpusError:
+            if entry.explicit:
+                raise
+            if not entry.path.exists():
+                raise _vanished(entry.path) from None
+            skipped.append(entry.name)
+            continue
+        finally:
+            done += sizes[i]
+        digest = file_digest
+        for s in seen:
+            present[: len(s)] |= s
+        clusters |= file_clusters
+        counts[i], simple[i] = count, flags
+        if data is not None:
+            texts[i] = "".join(pieces)
+        report("reading", done)
+    report("reading", done, now=True)
+    found = {e.root for e in entries if not e.explicit}
+    text_roots = {entries[i].root for i in counts}
+    for root, given in enumerate(source.paths):
+        if given.is_dir() and root not in text_roots:
+            names = [e.name for e in entries if e.root == root] if root in found else []
+            detail = f" ({len(names)} skipped: {_first_names(names)})" if names else ""
+            raise CorpusError(f"{given}: no text file in it{detail}")
 
+    symbols = {chr(p) for p in np.flatnonzero(present)} | clusters
+    separator = split_symbols(FILE_SEPARATOR, unit)
+    if len(counts) > 1:
+        symbols |= set(separator)
+    vocab = _vocab(symbols, unit, include)
+    n_val = {i: round(n * val_fraction) for i, n in counts.items()}
+    train_parts = sum(1 for i, n in counts.items() if n > n_val[i])
+    val_parts = sum(1 for v in n_val.values() if v)
+    n_train = sum(n - n_val[i] for i, n in counts.items())
+    n_train += len(separator) * max(train_parts - 1, 0)
+    val_total = sum(n_val.values()) + len(separator) * max(val_parts - 1, 0)
+    if val_fraction > 0 and val_total < 2:
+        raise CorpusError(
+            f"corpus of {n_train + val_total:,} symbols leaves {val_total} for validation at "
+            f"val-fraction {val_fraction}; it needs at least 2"
+        )
+
+    # Pass 2: the ids of each file, its training part then its validation part, into place.
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=cache_dir)
     umask = os.umask(0)
@@ -391,24 +724,49 @@ def encode_file(
     os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
     os.close(fd)
     try:
-        ids = np.lib.format.open_memmap(tmp, mode="w+", dtype=vocab.dtype, shape=(count,))
-        at = 0
-        changed = CorpusError(f"{path}: the file changed while it was being read")
-        for i, (piece, done) in enumerate(text_pieces(path, encoding, chunk_bytes)):
+        ids = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=vocab.dtype, shape=(n_train + val_total,)
+        )
+        separator_ids = vocab.encode(FILE_SEPARATOR) if len(counts) > 1 else None
+        train_at, val_at, done = 0, n_train, 0
+        for i, count in counts.items():
+            entry, file_train = entries[i], count - n_val[i]
+            if file_train and train_at:
+                ids[train_at : train_at + len(separator)] = separator_ids
+                train_at += len(separator)
+            if n_val[i] and val_at > n_train:
+                ids[val_at : val_at + len(separator)] = separator_ids
+                val_at += len(separator)
+            flags, streamed = simple[i], i not in texts
+            if i in texts:
+                pieces = iter([(texts.pop(i), sizes[i])])
+                flags = [all(flags)]
+            else:
+                pieces = _pieces(entry, source, None, small, chunk_bytes)
+            at = 0
             try:
-                if i < len(simple) and simple[i] and vocab.has_point_table:
-                    piece_ids = vocab.encode_points(code_points(piece))
-                else:
-                    piece_ids = vocab.encode(piece)
-            except VocabError:
-                raise changed from None
-            if at + len(piece_ids) > count:
-                raise changed
-            ids[at : at + len(piece_ids)] = piece_ids
-            at += len(piece_ids)
-            progress("encoding", done, total)
-        if at != count or _file_key(path, encoding, unit) != key:
-            raise changed
+                for j, (piece, read) in enumerate(pieces):
+                    if j < len(flags) and flags[j] and vocab.has_point_table:
+                        piece_ids = vocab.encode_points(code_points(piece))
+                    else:
+                        piece_ids = vocab.encode(piece)
+                    if at + len(piece_ids) > count:
+                        raise _changed(entry.path)
+                    k = max(0, min(len(piece_ids), file_train - at))
+                    ids[train_at : train_at + k] = piece_ids[:k]
+                    ids[val_at : val_at + len(piece_ids) - k] = piece_ids[k:]
+                    train_at, val_at = train_at + k, val_at + len(piece_ids) - k
+                    at += len(piece_ids)
+                    report("encoding", done + read, now=streamed)
+            except (CorpusError, VocabError):
+                if not entry.path.exists():
+                    raise _vanished(entry.path) from None
+                raise _changed(entry.path) from None
+            if at != count:
+                raise _changed(entry.path)
+            done += sizes[i]
+        report("encoding", done, now=True)
+        _check_unchanged(entries, keys, small)
         ids.flush()
         del ids
         with open(tmp, "rb+") as f:
@@ -420,13 +778,40 @@ def encode_file(
     meta = {
         "version": CACHE_VERSION,
         "key": key,
-        "symbols": count,
+        "symbols": n_train + val_total,
+        "n_train": n_train,
         "digest": digest.hexdigest(),
         "vocab": vocab.to_json(),
+        "text_symbols": sorted(symbols),
+        "skipped": skipped,
     }
     save_json(cache_dir / CACHE_META, meta)
     ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
-    return EncodedText(vocab, ids, meta["digest"])
+    return EncodedText(vocab, ids, meta["digest"], n_train, tuple(skipped))
+
+
+def _check_unchanged(entries: list[FileEntry], keys: list[list], small: int) -> None:
+    """Every file still has the size and mtime (and, for a large one, the head) of its key."""
+    for entry, (_, size, mtime_ns, head) in zip(entries, keys, strict=True):
+        if size is None:
+            continue
+        try:
+            st = entry.path.stat()
+            same = (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+            if same and size > small:
+                with entry.path.open("rb") as f:
+                    same = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest() == head
+        except FileNotFoundError:
+            raise _vanished(entry.path) from None
+        except OSError:
+            same = False
+        if not same:
+            raise _changed(entry.path)
+
+
+def _first_names(names: list[str] | tuple[str, ...], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 class IdFile:

@@ -18,10 +18,12 @@ from charrnn.corpus import (
     EncodedText,
     IdFile,
     TextFile,
+    TextFiles,
+    cache_key,
     encode_file,
     encode_file_ids,
     encode_text,
-    split_ids,
+    key_changes,
     text_digest,
 )
 from charrnn.errors import (
@@ -264,7 +266,7 @@ def evaluate_file(
 
 
 def train(
-    text: str | TextFile,
+    text: str | TextFile | TextFiles,
     config: TrainConfig,
     run_dir: str | Path,
     source: dict | None = None,
@@ -272,8 +274,8 @@ def train(
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train a CharRNN on `text` (a string, or a TextFile streamed into a memory-mapped id
-    cache), checkpointing into `run_dir`; resume continues it exactly.
+    """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
+    memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
@@ -291,7 +293,7 @@ def train(
 
 
 def _train(
-    text: str | TextFile,
+    text: str | TextFile | TextFiles,
     config: TrainConfig,
     run_dir: Path,
     source: dict | None,
@@ -356,7 +358,7 @@ class _Run:
 
     # ---- start or resume ----------------------------------------------------------------------
 
-    def start(self, text: str | TextFile, source: dict | None, resume: bool) -> None:
+    def start(self, text: str | TextFile | TextFiles, source: dict | None, resume: bool) -> None:
         """A fresh model, or everything the last checkpoint holds; and the text as ids. A new
         run whose text proves unusable leaves nothing behind."""
         config, run_dir = self.config, self.run_dir
@@ -364,8 +366,8 @@ class _Run:
         if saved is not None:
             _check_same_training(config, saved["meta"].get("train"), run_dir)
         try:
-            encoded = _encode(text, config.unit, run_dir, saved, self.observer, self.stop)
-            train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
+            encoded = _encode(text, config, run_dir, saved, self.observer, self.stop)
+            train_ids, val_ids = encoded.split()
             self.streams = Streams(train_ids, config.batch, config.seq_len)
         except (CharRNNError, KeyboardInterrupt):
             if saved is None:
@@ -409,6 +411,7 @@ class _Run:
                 "train_symbols": len(train_ids),
                 "val_symbols": len(val_ids),
                 "eval_symbols": len(self.eval_ids),
+                "skipped": encoded.skipped,
                 "params": sum(p.size for p in self.model.params.values()),
                 "chunks_per_epoch": self.streams.chunks_per_epoch,
                 "step": self.step,
@@ -621,8 +624,8 @@ class _Run:
 
 
 def _encode(
-    text: str | TextFile,
-    unit: str,
+    text: str | TextFile | TextFiles,
+    config: TrainConfig,
     run_dir: Path,
     state: dict | None,
     observer: Observer,
@@ -630,25 +633,32 @@ def _encode(
 ) -> EncodedText:
     """The training text as ids, in the checkpoint's vocabulary when resuming. A stop
     request while a large file is encoded raises KeyboardInterrupt: there is nothing to save."""
+    unit, val_fraction = config.unit, config.val_fraction
     vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
-    if isinstance(text, TextFile):
+    files = isinstance(text, (TextFile, TextFiles))
+    changes = ""
+    if files:
 
         def progress(what: str, done: int, total: int) -> None:
             if stop():
                 raise KeyboardInterrupt
             observer.on_encode(what, done, total)
 
-        encoded = encode_file(text, unit, run_dir, progress)
+        before = cache_key(run_dir) if state is not None else None
+        encoded = encode_file(text, unit, run_dir, progress, val_fraction=val_fraction)
         if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
             raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
         digest = encoded.digest
+        if state is not None and digest != _digest(state):
+            changes = key_changes(before, cache_key(run_dir))
     else:
         digest = text_digest(text)
     if state is not None and digest != _digest(state):
         raise CheckpointError(
             f"{run_dir}: the training text differs from the one this run started on"
+            + (f" (its files changed: {changes})" if changes else "")
         )
-    return encoded if isinstance(text, TextFile) else encode_text(text, unit, vocab)
+    return encoded if files else encode_text(text, unit, vocab, val_fraction=val_fraction)
 
 
 def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:
