@@ -503,8 +503,11 @@ def _pieces(
     a symbol, with the bytes read so far: whole from `data` or a small file, else streamed."""
     if source.headers:
         yield f"# ==> {entry.rel} <==\n", 0
-    if data is None and entry.path.stat().st_size <= small:
-        data = entry.path.read_bytes()
+    try:
+        if data is None and entry.path.stat().st_size <= small:
+            data = entry.path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{entry.path}: cannot read ({exc.strerror or exc})") from None
     if data is not None:
         yield _decode(entry.path, data, source.encoding), len(data)
         return
