@@ -98,7 +98,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--corpus", metavar="NAME", help="built-in or downloadable corpus (see `charrnn corpora`)"
     )
-    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
     d = training.TrainConfig()

@@ -612,6 +612,8 @@ def encode_file(
     writes the ids. A file that changes or vanishes meanwhile is a CorpusError naming it.
     """
     source = _as_files(source)
+    if not source.paths:
+        raise CorpusError("no files to train on")
     if not 0 <= val_fraction < 1:
         raise CorpusError(f"val-fraction must be in [0, 1), got {val_fraction}")
     chunk_bytes = chunk_bytes or CHUNK_BYTES
@@ -730,15 +732,16 @@ def encode_file(
         ids = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=vocab.dtype, shape=(n_train + val_total,)
         )
+        out = ids.view(np.ndarray)  # the same bytes, without memmap's per-slice Python cost
         separator_ids = vocab.encode(FILE_SEPARATOR) if len(counts) > 1 else None
         train_at, val_at, done = 0, n_train, 0
         for i, count in counts.items():
             entry, file_train = entries[i], count - n_val[i]
             if file_train and train_at:
-                ids[train_at : train_at + len(separator)] = separator_ids
+                out[train_at : train_at + len(separator)] = separator_ids
                 train_at += len(separator)
             if n_val[i] and val_at > n_train:
-                ids[val_at : val_at + len(separator)] = separator_ids
+                out[val_at : val_at + len(separator)] = separator_ids
                 val_at += len(separator)
             flags, streamed = simple[i], i not in texts
             if i in texts:
@@ -756,8 +759,8 @@ def encode_file(
                     if at + len(piece_ids) > count:
                         raise _changed(entry.path)
                     k = max(0, min(len(piece_ids), file_train - at))
-                    ids[train_at : train_at + k] = piece_ids[:k]
-                    ids[val_at : val_at + len(piece_ids) - k] = piece_ids[k:]
+                    out[train_at : train_at + k] = piece_ids[:k]
+                    out[val_at : val_at + len(piece_ids) - k] = piece_ids[k:]
                     train_at, val_at = train_at + k, val_at + len(piece_ids) - k
                     at += len(piece_ids)
                     report("encoding", done + read, now=streamed)
@@ -771,7 +774,7 @@ def encode_file(
         report("encoding", done, now=True)
         _check_unchanged(entries, keys, small)
         ids.flush()
-        del ids
+        del ids, out
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, cache_dir / CACHE_IDS)

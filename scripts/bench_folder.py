@@ -4,7 +4,8 @@ the same symbols), alternating the two for a few rounds in one process, each in 
 directory (so each encodes its corpus into a new id cache). The files are cut from this
 Python's standard library sources (at most --max-bytes each, at a line end), in a temporary
 directory, never committed; only ASCII files, so that both corpora take the fast encoding
-path and the difference is the cost of many files. The target: the folder starts in under twice the file's time.
+path and the difference is the cost of many files. The target: the folder starts in under
+twice the file's time.
 
     python scripts/bench_folder.py               # 10,000 files
     python scripts/bench_folder.py --files 2000 --rounds 5
