@@ -19,7 +19,7 @@ import numpy as np
 import regex
 
 from charrnn import download
-from charrnn.checkpoint import save_json
+from charrnn.checkpoint import atomic_write_bytes
 from charrnn.errors import CorpusError, VocabError
 from charrnn.vocab import (
     JOINING_CLASS,
@@ -791,7 +791,8 @@ def encode_file(
         "text_symbols": sorted(symbols),
         "skipped": skipped,
     }
-    save_json(cache_dir / CACHE_META, meta)
+    # Compact: the key has a row per file, and indenting 10,000 rows costs more than the rows.
+    atomic_write_bytes(cache_dir / CACHE_META, json.dumps(meta, ensure_ascii=False).encode())
     ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
     return EncodedText(vocab, ids, meta["digest"], n_train, tuple(skipped))
 
