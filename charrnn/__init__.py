@@ -1,7 +1,5 @@
 """charrnn: character-level text generation with a recurrent network in NumPy."""
 
-__version__ = "0.1.0"
-
 from charrnn.checkpoint import Run, load
 from charrnn.corpus import TextFile, TextFiles
 from charrnn.errors import (
@@ -16,8 +14,11 @@ from charrnn.errors import (
 )
 from charrnn.inspect import Trace, trace
 from charrnn.model import CharRNN
+from charrnn.notebook import train
+from charrnn.observe import Observer, StepStats
 from charrnn.sample import Sampler, generate, generate_many
-from charrnn.training import TrainConfig, TrainResult, evaluate, train
+from charrnn.training import TrainConfig, TrainResult, evaluate
+from charrnn.version import __version__
 from charrnn.vocab import Vocab
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "CorpusError",
     "DivergenceError",
     "DownloadError",
+    "Observer",
     "Run",
     "RunInUseError",
     "Sampler",
+    "StepStats",
     "TextFile",
     "TextFiles",
     "Trace",

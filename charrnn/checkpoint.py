@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -21,12 +20,14 @@ import numpy as np
 
 from charrnn.cells import CELLS
 from charrnn.errors import CheckpointError, VocabError
+from charrnn.files import atomic_write_bytes
 from charrnn.model import MAX_LAYERS, CharRNN, param_shapes
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn"
 FORMAT_VERSION = 2  # 2: cells and layers (model.cell, model.layers, state (L, S, B, H))
 READABLE_VERSIONS = (1, 2)  # 1: charrnn 0.1, a one-layer vanilla RNN with state (B, H)
+STORED_DTYPES = ("float16", "float32", "float64")  # float16: weights stored small, run in float32
 MAX_HIDDEN = 16384
 MAX_VOCAB = 1_114_112  # every Unicode code point
 META_KEY = "meta"
@@ -42,39 +43,6 @@ ZIP_ERRORS = (
     OSError,
     EOFError,
 )
-
-
-def fsync_dir(path: Path) -> None:
-    """Persist a rename: fsync the directory that holds the entry (best effort off POSIX)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old contents or the new, never a torn mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -234,8 +202,8 @@ def validate_meta(meta: object, path: Path) -> None:
         value = model.get(key)
         if type(value) is not int or not 1 <= value <= limit:
             fail(f"model {key} must be an integer from 1 to {limit}, got {value!r}")
-    if model.get("dtype") not in ("float32", "float64"):
-        fail(f"model dtype must be float32 or float64, got {model.get('dtype')!r}")
+    if model.get("dtype") not in STORED_DTYPES:
+        fail(f"model dtype must be float16, float32 or float64, got {model.get('dtype')!r}")
     try:
         vocab = Vocab.from_json(meta.get("vocab"))
     except (VocabError, TypeError) as exc:
@@ -268,12 +236,31 @@ class Run:
         """In a notebook: the run's loss curves and configuration."""
         from charrnn import html
 
-        records = [self.config["metrics"]] if "metrics" in self.config else []
-        metrics = self.path.parent / "metrics.jsonl"
-        if metrics.is_file():
-            lines = metrics.read_text(encoding="utf-8").splitlines()
-            records = [r for r in map(json.loads, lines) if isinstance(r, dict)] or records
+        records = read_metrics(self.path.parent, self.config)
         return f"<div>{html.curves_svg(records)}{html.config_table(self.config)}</div>"
+
+
+def read_metrics(run_dir: Path, meta: dict | None = None, up_to: int | None = None) -> list[dict]:
+    """The evaluation records of metrics.jsonl (up to step `up_to`), skipping a line torn by
+    a kill during a write and anything that is not a record; without the file, the
+    checkpoint's last record (`meta["metrics"]`) when it has a step."""
+    records = []
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # a torn or hostile line
+            continue
+        is_record = isinstance(record, dict) and type(record.get("step")) is int
+        if is_record and (up_to is None or record["step"] <= up_to):
+            records.append(record)
+    last = (meta or {}).get("metrics")
+    if not records and isinstance(last, dict) and type(last.get("step")) is int:
+        records.append(last)
+    return records
 
 
 def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
@@ -290,11 +277,35 @@ def checkpoint_path(path: str | os.PathLike, which: str = "best") -> Path:
     return path
 
 
+PARAM, OPT, STATE = "param/", "opt/", "state/h"  # array names: weights, optimizer, carried state
+
+
+def pack_arrays(
+    params: dict[str, np.ndarray],
+    optimizer_state: dict[str, np.ndarray] | None = None,
+    state: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """A checkpoint's arrays by name: weights, and for a resume the optimizer's state and the
+    carried recurrent state."""
+    arrays = {PARAM + k: v for k, v in params.items()}
+    arrays.update({OPT + k: v for k, v in (optimizer_state or {}).items()})
+    if state is not None:
+        arrays[STATE] = state
+    return arrays
+
+
+def unpack_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, np.ndarray | None]:
+    """The inverse of pack_arrays: (weights, optimizer state, carried state or None)."""
+    params = {k.removeprefix(PARAM): v for k, v in arrays.items() if k.startswith(PARAM)}
+    optimizer_state = {k.removeprefix(OPT): v for k, v in arrays.items() if k.startswith(OPT)}
+    return params, optimizer_state, arrays.get(STATE)
+
+
 def model_arrays_expected(meta: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     m = meta["model"]
     dtype = np.dtype(m["dtype"])
     shapes = param_shapes(m["vocab_size"], m["hidden_size"], m["cell"], m["layers"])
-    return {f"param/{k}": (shape, dtype) for k, shape in shapes.items()}
+    return {PARAM + k: (shape, dtype) for k, shape in shapes.items()}
 
 
 def load(path: str | os.PathLike, which: str = "best") -> Run:
@@ -314,6 +325,8 @@ def load(path: str | os.PathLike, which: str = "best") -> Run:
             )
         if not np.isfinite(array).all():
             raise CheckpointError(f"{file}: {name!r} holds NaN or infinite weights")
-    params = {name.removeprefix("param/"): arrays[name] for name in expected}
+    params, _, _ = unpack_arrays({name: arrays[name] for name in expected})
+    if meta["model"]["dtype"] == "float16":  # storage only: NumPy computes in float32
+        params = {k: v.astype(np.float32) for k, v in params.items()}
     model = CharRNN.from_params(params, meta["model"]["cell"])
     return Run(model, Vocab.from_json(meta["vocab"]), meta, file)

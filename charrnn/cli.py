@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import math
 import os
 import re
@@ -22,14 +21,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from charrnn import __version__, checkpoint, corpus, download, sample, training
+from charrnn import checkpoint, colours, corpus, download, sample, training
 from charrnn import html as html_page
 from charrnn.cells import CELLS
 from charrnn.chart import loss_chart
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
+from charrnn.lineage import lineage_line
 from charrnn.model import MAX_LAYERS
+from charrnn.observe import StopRequest
 from charrnn.optim import OPTIMIZERS
 from charrnn.progress import DownloadProgress, RichObserver, console
+from charrnn.version import __version__
 from charrnn.vocab import UNITS
 
 LN2 = math.log(2)
@@ -101,6 +103,13 @@ def build_parser() -> Parser:
     p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from RUN's weights (its best checkpoint, or any .npz): fine-tuning; "
+        "the vocabularies are merged, the cell, layers and hidden size are RUN's, "
+        f"--lr defaults to {training.FINE_TUNE_LR:g}",
+    )
     d = training.TrainConfig()
     p.add_argument(
         "--hidden",
@@ -299,16 +308,13 @@ def budget_default(defaults: training.TrainConfig, name: str) -> str:
 # ---- train ------------------------------------------------------------------------------
 
 
-class StopFlag:
+class StopFlag(StopRequest):
     """SIGINT, SIGTERM and SIGHUP (the terminal went away) ask the trainer to save and stop, and
     so does a log that can no longer be written; a second SIGINT interrupts at once."""
 
     def __init__(self) -> None:
-        self.requested = False
+        super().__init__()
         self.signum: int | None = None  # the signal that asked, if one did
-
-    def __call__(self) -> bool:
-        return self.requested
 
     def install(self) -> None:
         def handler(signum, frame):
@@ -369,9 +375,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         for k in (f.name for f in training.dataclasses.fields(training.TrainConfig))
         if getattr(args, k, None) is not None
     }
+    base = None
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; leave out --out")
+        if args.init_from is not None:
+            raise ConfigError(
+                "--init-from starts a new run; a resumed run goes on from its own weights"
+            )
         config, source = training.read_run_config(args.resume)
         fixed = {
             k: v
@@ -404,7 +415,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if "steps" not in given and "minutes" not in given:  # given holds only options set
             given["minutes"] = DEFAULT_MINUTES
-        config = training.TrainConfig.for_budget(**given)
+        if args.init_from is not None:
+            base = training.load_base(args.init_from)
+        config = training.TrainConfig.for_budget(base, **given)
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()
@@ -425,6 +438,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 resume=args.resume is not None,
                 observer=observer,
                 stop=stop,
+                init_from=args.init_from,
             )
     except CharRNNError:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -592,6 +606,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{m['vocab_size']} ({unit}), {m['dtype']}",
     )
     table.add_row("parameters", f"{sum(p.size for p in run.model.params.values()):,}")
+    lineage = lineage_line(meta)
+    if lineage is not None:
+        table.add_row("started from", escape(lineage))
     table.add_row(
         "corpus", ", ".join(f"{k} {v}" for k, v in meta.get("corpus", {}).items() if k != "sha256")
     )
@@ -672,15 +689,15 @@ def coloured(trace, values=None, one_line: bool = False) -> Text:
     """The text with each symbol's background by surprisal, or by `values` (diverging)."""
     text = Text()
     for t, symbol in enumerate(trace.symbols):
-        shown = html_page.readable(symbol) if one_line and "\n" in symbol else symbol
+        shown = colours.readable(symbol) if one_line and "\n" in symbol else symbol
         if values is not None:
-            rgb = html_page.diverging_rgb(values[t]) if t < len(values) else None
+            rgb = colours.diverging_rgb(values[t]) if t < len(values) else None
         else:
-            rgb = html_page.surprisal_rgb(trace.bits[t - 1]) if t else None
+            rgb = colours.surprisal_rgb(trace.bits[t - 1]) if t else None
         if "\n" in shown or rgb is None:
             text.append(shown)
         else:
-            text.append(shown, style=f"#000000 on {html_page.hex_colour(rgb)}")
+            text.append(shown, style=f"#000000 on {colours.hex_colour(rgb)}")
     return text
 
 
@@ -729,30 +746,20 @@ def cmd_show(args: argparse.Namespace) -> int:
             write("\t".join(row) + "\n")
         return 0
     if where is None:
-        legend = Text("surprisal, bits: ")
-        for b in range(int(html_page.SCALE_BITS) + 1):
-            rgb = html_page.hex_colour(html_page.surprisal_rgb(b))
-            legend.append(f" {b}{'+' if b == 8 else ''} ", style=f"#000000 on {rgb}")
+        legend, steps = Text("surprisal, bits: "), colours.surprisal_legend()
     else:
         legend = Text(f"unit {args.unit}{' c' if args.cell_state else ''}: ")
-        for v in (-1, -0.5, 0, 0.5, 1):
-            rgb = html_page.hex_colour(html_page.diverging_rgb(v))
-            legend.append(f" {v:+g} ", style=f"#000000 on {rgb}")
+        steps = colours.diverging_legend()
+    for label, rgb in steps:
+        legend.append(f" {label} ", style=f"#000000 on {colours.hex_colour(rgb)}")
     out.print(legend)
     out.print(coloured(tr, values))
     out.print(f"{tr.bits_per_char:.4f} bits/char over {len(tr.bits):,} predictions", markup=False)
     table = Table(title="most surprising", title_justify="left")
-    for name in ("position", "symbol", "p", "bits", "expected instead"):
+    for name in html_page.SURPRISE_COLUMNS:
         table.add_column(name, justify="right" if name in ("position", "p", "bits") else "left")
-    for t in tr.surprises(10):
-        expected = ", ".join(f"{html_page.readable(s)} {p:.2f}" for s, p in tr.top(t)[:3])
-        table.add_row(
-            str(t + 1),
-            escape(html_page.readable(tr.symbols[t + 1])),
-            f"{tr.prob[t]:.3f}",
-            f"{tr.bits[t]:.2f}",
-            escape(expected),
-        )
+    for row in html_page.surprise_rows(tr, 10):
+        table.add_row(*map(escape, row))
     out.print(table)
     return 0
 
@@ -802,18 +809,8 @@ def cmd_neurons(args: argparse.Namespace) -> int:
 
 
 def read_metrics(run_path: Path, meta: dict) -> list[dict]:
-    """The run's evaluation records (metrics.jsonl), or the checkpoint's last one."""
-    file = (run_path if run_path.is_dir() else run_path.parent) / "metrics.jsonl"
-    records = []
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        for line in file.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict) and isinstance(record.get("step"), int):
-                    records.append(record)
-    if not records and isinstance(meta.get("metrics", {}).get("step"), int):
-        records.append(meta["metrics"])
-    return records
+    """The evaluation records of a run directory, or of the one holding a checkpoint."""
+    return checkpoint.read_metrics(run_path if run_path.is_dir() else run_path.parent, meta)
 
 
 def validation_tail(meta: dict, max_chars: int) -> str:

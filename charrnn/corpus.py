@@ -19,8 +19,8 @@ import numpy as np
 import regex
 
 from charrnn import download
-from charrnn.checkpoint import atomic_write_bytes
 from charrnn.errors import CorpusError, VocabError
+from charrnn.files import atomic_write_bytes
 from charrnn.vocab import (
     JOINING_CLASS,
     Vocab,

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn import __version__
-from charrnn.checkpoint import atomic_write_bytes, fsync_dir
 from charrnn.errors import DownloadError
+from charrnn.files import atomic_write_bytes, fsync_dir
+from charrnn.version import __version__
 
 try:
     import fcntl

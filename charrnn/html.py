@@ -8,16 +8,22 @@ script, so they work offline and a corpus holding `<script>` stays text.
 from __future__ import annotations
 
 import html
-import itertools
 import json
 import math
 import unicodedata
+from typing import TYPE_CHECKING
 
-from charrnn.inspect import Trace
+from charrnn.colours import (
+    diverging_rgb,
+    hex_colour,
+    readable,
+    surprisal_legend,
+    surprisal_rgb,
+)
+from charrnn.lineage import lineage_line
 
-SCALE_BITS = 8.0  # the heat-map's red end; more surprising symbols are as red
-STOPS = ((0, (255, 255, 255)), (2, (255, 243, 176)), (4, (255, 196, 107)),
-         (6, (255, 123, 90)), (8, (215, 38, 61)))  # fmt: skip
+if TYPE_CHECKING:
+    from charrnn.inspect import Trace
 
 CSS = """
 .charrnn-heat{font-family:ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;
@@ -33,38 +39,6 @@ table.cfg td{padding:1px 10px 1px 0;font-size:13px}
 pre.sample{background:#f6f8fa;padding:8px;white-space:pre-wrap}
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-
-
-def surprisal_rgb(bits: float) -> tuple[int, int, int]:
-    """White at 0 bits through yellow and orange to red at SCALE_BITS and beyond."""
-    b = min(max(float(bits), 0.0), SCALE_BITS)
-    for (x0, c0), (x1, c1) in itertools.pairwise(STOPS):
-        if b <= x1:
-            f = (b - x0) / (x1 - x0)
-            return tuple(round(a + f * (z - a)) for a, z in zip(c0, c1, strict=False))
-    return STOPS[-1][1]
-
-
-def diverging_rgb(value: float) -> tuple[int, int, int]:
-    """Blue at -1, white at 0, red at +1 (values clipped)."""
-    v = min(max(float(value), -1.0), 1.0) if math.isfinite(value) else 0.0
-    if v < 0:
-        return (round(255 + v * 222), round(255 + v * 152), 255)  # to (33, 102, 255)
-    return (255, round(255 - v * 200), round(255 - v * 200))  # to (255, 55, 55)
-
-
-def hex_colour(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def readable(symbol: str) -> str:
-    """A symbol as a person can read it in a list: space, newline and controls made visible."""
-    names = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "\\r"}
-    if symbol in names:
-        return names[symbol]
-    if all(unicodedata.category(c)[0] == "C" for c in symbol):
-        return symbol.encode("unicode_escape").decode("ascii")
-    return symbol
 
 
 def _in_text(symbol: str) -> str:
@@ -110,25 +84,37 @@ def symbol_spans(trace: Trace, values=None, diverging: bool = False) -> str:
 
 def legend() -> str:
     cells = "".join(
-        f'<span style="background:{hex_colour(surprisal_rgb(b))}">{b}{"+" if b == 8 else ""}</span>'
-        for b in range(0, int(SCALE_BITS) + 1)
+        f'<span style="background:{hex_colour(rgb)}">{label}</span>'
+        for label, rgb in surprisal_legend()
     )
     return f'<div class="charrnn-legend">surprisal, bits: {cells}</div>'
 
 
 def surprises_table(trace: Trace, count: int = 10) -> str:
     e = html.escape
+    head = "".join(f"<th>{e(name)}</th>" for name in SURPRISE_COLUMNS)
     rows = "".join(
-        f"<tr><td>{t + 1}</td><td>{e(readable(trace.symbols[t + 1]))}</td>"
-        f"<td>{trace.bits[t]:.2f}</td><td>"
-        + e(", ".join(f"{readable(s)} {p:.2f}" for s, p in trace.top(t)[:3]))
-        + "</td></tr>"
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>"
+        for row in surprise_rows(trace, count)
+    )
+    return f'<table class="cfg"><tr>{head}</tr>{rows}</table>'
+
+
+SURPRISE_COLUMNS = ("position", "symbol", "p", "bits", "expected instead")
+
+
+def surprise_rows(trace: Trace, count: int = 10) -> list[tuple[str, ...]]:
+    """The `count` most surprising predictions as cells of SURPRISE_COLUMNS, for any view."""
+    return [
+        (
+            str(t + 1),
+            readable(trace.symbols[t + 1]),
+            f"{trace.prob[t]:.3f}",
+            f"{trace.bits[t]:.2f}",
+            ", ".join(f"{readable(s)} {p:.2f}" for s, p in trace.top(t)[:3]),
+        )
         for t in trace.surprises(count)
-    )
-    return (
-        '<table class="cfg"><tr><th>position</th><th>symbol</th><th>bits</th>'
-        f"<th>expected instead</th></tr>{rows}</table>"
-    )
+    ]
 
 
 def heatmap_fragment(trace: Trace, values=None) -> str:
@@ -242,6 +228,9 @@ def config_table(meta: dict) -> str:
             if k not in ("sample", "sha256"):
                 rows.append((f"{key} {k}", v))
     rows += [("step", meta.get("step")), ("elapsed (s)", meta.get("elapsed"))]
+    lineage = lineage_line(meta)
+    if lineage is not None:
+        rows.insert(0, ("started from", lineage))
 
     def show(v) -> str:
         return f"{v:.4f}" if isinstance(v, float) else (v if isinstance(v, str) else json.dumps(v))

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from charrnn.corpus import CHUNK_BYTES
-from charrnn.training import Observer, StepStats
+from charrnn.observe import Observer, StepStats
 
 LN2 = math.log(2)
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charrnn import html
+from charrnn import colours
 from charrnn.checkpoint import Run
 from charrnn.errors import CharRNNError, ConfigError, VocabError
 from charrnn.sample import Sampler, Streams, check_sampling
@@ -160,8 +160,8 @@ class Repl:
         distribution (temperature 1): pale where the model was sure, red where it guessed."""
         logits = self.streams.logits[0].astype(np.float64)  # (V,)
         log_p = logits[drawn] - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-        rgb = html.surprisal_rgb(-log_p / np.log(2))
-        return Text(symbol, style=f"#000000 on {html.hex_colour(rgb)}")
+        rgb = colours.surprisal_rgb(-log_p / np.log(2))
+        return Text(symbol, style=f"#000000 on {colours.hex_colour(rgb)}")
 
     def prompt(self, readline: bool) -> str:
         """The styled prompt as a string for input(), so that readline knows its width.

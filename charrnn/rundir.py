@@ -11,8 +11,6 @@ Readers (sample, eval, info, repl) take no lock: every file is published by an a
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import re
 import time
@@ -195,19 +193,10 @@ def load_resume_state(run_dir: Path) -> dict:
     for name, (shape, dtype) in expected.items():
         if name not in arrays or arrays[name].shape != shape or arrays[name].dtype != dtype:
             raise CheckpointError(f"{path}: array {name!r} is missing or has the wrong shape")
-    if "state/h" not in arrays:
+    if checkpoint.STATE not in arrays:
         raise CheckpointError(f"{path}: no carried hidden state; cannot resume")
     if isinstance(meta.get("history"), list):
         history = [r for r in meta["history"] if isinstance(r, dict) and "step" in r]
-        return {"meta": meta, "arrays": arrays, "history": history}
-    history = []  # checkpoints written before the history moved into latest.npz
-    metrics_file = run_dir / "metrics.jsonl"
-    if metrics_file.exists():
-        for line in metrics_file.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash mid-append
-            if isinstance(record, dict) and record.get("step", math.inf) <= meta["step"]:
-                history.append(record)
+    else:  # checkpoints written before the history moved into latest.npz
+        history = checkpoint.read_metrics(run_dir, up_to=meta["step"])
     return {"meta": meta, "arrays": arrays, "history": history}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, rundir
+from charrnn import checkpoint, lineage, rundir
 from charrnn.batches import Streams
 from charrnn.cells import CELLS
 from charrnn.corpus import (
@@ -33,12 +34,21 @@ from charrnn.errors import (
     CorpusError,
     DivergenceError,
 )
+from charrnn.merge import start_from_base
 from charrnn.model import MAX_LAYERS, CharRNN, dropout_keep
+from charrnn.observe import Observer, StepStats
 from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import UNITS, Vocab
 
 LN2 = math.log(2)
+# What a run started from a base (`init_from`) takes from it: its model has this shape.
+ARCHITECTURE = ("cell", "layers", "hidden", "unit")
+# The peak learning rate of a run started from a base unless --lr is given: a third of the
+# long-budget rate (scripts/bench_transfer.py, README "Fine-tuning").
+FINE_TUNE_LR = 1e-3
+# Bases that ship in the package, by name (scripts/bench_transfer.py --make-base makes them).
+BASES = {"english": Path(__file__).parent / "data" / "english.npz"}
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
 RESUMABLE = frozenset(
@@ -101,11 +111,17 @@ class TrainConfig:
     sample_temperature: float = 0.8
 
     @classmethod
-    def for_budget(cls, **given) -> TrainConfig:
+    def for_budget(cls, base: checkpoint.Run | None = None, **given) -> TrainConfig:
         """A config as `charrnn train` makes it: `given` fields over the defaults of its budget
-        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise)."""
+        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise).
+        With a `base` to start from, its architecture (a different one given is refused) and
+        the fine-tuning learning rate."""
         minutes = given.get("minutes")
         long_budget = minutes is not None and minutes >= LONG_BUDGET_MINUTES
+        if base is not None:
+            arch = base_architecture(base)
+            _refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
+            given = {"lr": FINE_TUNE_LR, **given, **arch}
         return cls(**{**(LONG_BUDGET if long_budget else {}), **given})
 
     def check(self) -> None:
@@ -156,19 +172,6 @@ class TrainConfig:
 
 
 @dataclass
-class StepStats:
-    """What the observer hears after every step."""
-
-    step: int
-    loss: float
-    lr: float
-    grad_norm: float
-    chars_per_sec: float
-    elapsed: float
-    progress: float  # fraction of the step or time budget done
-
-
-@dataclass
 class TrainResult:
     run_dir: Path
     step: int
@@ -182,19 +185,50 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-class Observer:
-    """Hooks for progress reporting; the CLI draws them, a notebook may ignore them."""
+def base_architecture(base: checkpoint.Run) -> dict:
+    """The cell, layers, hidden size and unit of a base run's model."""
+    model = base.model
+    return {
+        "cell": model.cell,
+        "layers": model.layers,
+        "hidden": model.hidden_size,
+        "unit": base.vocab.unit,
+    }
 
-    def on_start(self, info: dict) -> None: ...
 
-    def on_step(self, stats: StepStats) -> None: ...
+def _refuse_other_architecture(values: dict, base: checkpoint.Run) -> None:
+    arch = base_architecture(base)
+    differ = [k for k in ARCHITECTURE if k in values and values[k] != arch[k]]
+    if differ:
+        asked = ", ".join(f"{k} {values[k]}" for k in differ)
+        has = ", ".join(f"{k} {arch[k]}" for k in differ)
+        raise ConfigError(
+            f"{asked}: the base {base.path} has {has}; a run started from a base keeps its "
+            "cell, layers, hidden size and unit"
+        )
 
-    def on_eval(self, record: dict, sample: str) -> None: ...
 
-    def on_checkpoint(self, path: Path) -> None: ...
+def adopt_base(config: TrainConfig, base: checkpoint.Run) -> TrainConfig:
+    """`config` with the base's architecture: a field left at its default takes the base's
+    value, one set to another value than the base's is refused by name."""
+    defaults = TrainConfig()
+    arch = base_architecture(base)
+    _refuse_other_architecture(
+        {k: getattr(config, k) for k in arch if getattr(config, k) != getattr(defaults, k)}, base
+    )
+    return dataclasses.replace(config, **arch)
 
-    def on_encode(self, what: str, done: int, total: int) -> None:
-        """Progress of reading ("reading", then "encoding") a corpus file: bytes done of total."""
+
+def load_base(init_from: str | os.PathLike) -> checkpoint.Run:
+    """The run a new run starts from: a run directory (its best checkpoint), a .npz, or the
+    name of a base that ships with charrnn (`BASES`) when no such path exists."""
+    path = Path(init_from)
+    if str(init_from) in BASES and not path.exists():
+        path = BASES[str(init_from)]
+    try:
+        return checkpoint.load(path, "best")
+    except CheckpointError as exc:
+        raise CheckpointError(f"--init-from: {exc}") from None
 
 
 def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
@@ -273,9 +307,15 @@ def train(
     resume: bool = False,
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
+    init_from: str | os.PathLike | checkpoint.Run | None = None,
 ) -> TrainResult:
     """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
     memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
+
+    `init_from` (a run directory, its best checkpoint, or any .npz; or a loaded Run) starts the
+    new run from that model's weights instead of random ones: its cell, layers, hidden size and
+    unit (config fields left at their defaults take the base's; others are refused), the
+    vocabularies merged by symbol (see `merge`); optimizer state and step count start fresh.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
@@ -285,11 +325,22 @@ def train(
     """
     config.check()
     run_dir = Path(run_dir)
+    base = None
+    if init_from is not None:
+        if resume:
+            raise ConfigError(
+                "--init-from starts a new run; a resumed run goes on from its own weights"
+            )
+        if isinstance(init_from, checkpoint.Run):
+            base = (init_from, init_from.path)
+        else:
+            base = (load_base(init_from), init_from)
+        config = adopt_base(config, base[0])
     with (
         rundir.claim(run_dir, new=not resume),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # finiteness is checked
     ):
-        return _train(text, config, run_dir, source, resume, observer, stop)
+        return _train(text, config, run_dir, source, resume, observer, stop, base)
 
 
 def _train(
@@ -300,46 +351,33 @@ def _train(
     resume: bool,
     observer: Observer | None,
     stop: Callable[[], bool] | None,
+    base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
 ) -> TrainResult:
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
-    stop = stop or (lambda: False)
-    shown = _notebook_progress(config) if observer is None else None
-    run = _Run(config, run_dir, observer or shown or Observer(), stop)
+    run = _Run(config, run_dir, observer or Observer(), stop or (lambda: False))
+    run.start(text, source, resume, base)
     try:
-        run.start(text, source, resume)
-        interrupted = False
         if run.stopped_in_evaluation():
-            interrupted = not run.evaluate()  # the last process stopped during this evaluation
-        while not interrupted and not run.done():
-            if stop():
-                interrupted = True
-                break
+            run.evaluate_and_record()  # the last process stopped during this evaluation
+        while not run.done():
+            run.stop_if_asked()
             run.train_step()
             if run.step % config.eval_every == 0:
-                interrupted = not run.evaluate()
+                run.evaluate_and_record()
             elif run.step % (config.checkpoint_every or config.eval_every) == 0:
-                run.save(None)
-        if not interrupted and not run.evaluated_here():
-            interrupted = not run.evaluate()
-        if interrupted:
-            run.save(None)
-        return run.result(interrupted)
-    finally:
-        if shown is not None:
-            shown.stop()
+                run.save_checkpoint()
+        if not run.evaluated_here():
+            run.evaluate_and_record()
+    except _Stopped:
+        run.save_checkpoint()
+        return run.result(interrupted=True)
+    return run.result(interrupted=False)
 
 
-def _notebook_progress(config: TrainConfig) -> Observer | None:
-    """In a Jupyter notebook, rich's progress bar and evaluation lines in the cell (as the CLI
-    shows them on a terminal); elsewhere None: a library call shows nothing by itself."""
-    from rich.console import Console
-
-    if not Console().is_jupyter:
-        return None
-    from charrnn.progress import RichObserver, console
-
-    return RichObserver(console(), config.steps, config.minutes, config.eval_every)
+class _Stopped(Exception):
+    """`stop` asked the run to stop: raised where it is polled, caught once in `_train`, which
+    saves. An evaluation it cuts short records nothing, so a resume redoes it exactly."""
 
 
 class _Run:
@@ -358,15 +396,23 @@ class _Run:
 
     # ---- start or resume ----------------------------------------------------------------------
 
-    def start(self, text: str | TextFile | TextFiles, source: dict | None, resume: bool) -> None:
-        """A fresh model, or everything the last checkpoint holds; and the text as ids. A new
-        run whose text proves unusable leaves nothing behind."""
+    def start(
+        self,
+        text: str | TextFile | TextFiles,
+        source: dict | None,
+        resume: bool,
+        base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
+    ) -> None:
+        """A fresh model (random, or a base's weights moved onto the merged vocabulary), or
+        everything the last checkpoint holds; and the text as ids. A new run whose text proves
+        unusable leaves nothing behind."""
         config, run_dir = self.config, self.run_dir
         saved = rundir.load_resume_state(run_dir) if resume else None
         if saved is not None:
             _check_same_training(config, saved["meta"].get("train"), run_dir)
+        include = base[0].vocab if base is not None else None
         try:
-            encoded = _encode(text, config, run_dir, saved, self.observer, self.stop)
+            encoded = _encode(text, config, run_dir, saved, self.observer, self.stop, include)
             train_ids, val_ids = encoded.split()
             self.streams = Streams(train_ids, config.batch, config.seq_len)
         except (CharRNNError, KeyboardInterrupt):
@@ -375,9 +421,24 @@ class _Run:
             raise
         self.vocab = encoded.vocab
         self.eval_ids = val_ids[: config.eval_symbols or EVAL_SYMBOLS]  # the same first ones
-        self.model = CharRNN(
-            len(self.vocab), config.hidden, seed=config.seed, cell=config.cell, layers=config.layers
-        )
+        lineage_meta = saved["meta"].get("init_from") if saved is not None else None
+        if base is not None:
+            base_run, init_from = base
+            params = {k: v.astype(np.float32) for k, v in base_run.model.params.items()}
+            params = start_from_base(
+                params, base_run.vocab, self.vocab, train_ids, config.cell, config.seed
+            )
+            self.model = CharRNN.from_params(params, config.cell)
+            added = [s for s in self.vocab.symbols if s not in base_run.vocab]
+            lineage_meta = lineage.record(base_run, init_from, added)
+        else:
+            self.model = CharRNN(
+                len(self.vocab),
+                config.hidden,
+                seed=config.seed,
+                cell=config.cell,
+                layers=config.layers,
+            )
         self.optimizer = make_optimizer(config.optimizer, self.model.params)
         self.sample_rng = np.random.default_rng(config.seed + 1)
         self.state = self.model.zero_state(config.batch)  # (L, S, B, H), carried across chunks
@@ -402,6 +463,7 @@ class _Run:
                 "val_symbols": len(val_ids),
                 "sha256": encoded.digest,
             },
+            **({"init_from": lineage_meta} if lineage_meta is not None else {}),
         }
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
@@ -416,6 +478,7 @@ class _Run:
                 "chunks_per_epoch": self.streams.chunks_per_epoch,
                 "step": self.step,
                 "config": config,
+                "init_from": lineage_meta,
             }
         )
 
@@ -424,12 +487,10 @@ class _Run:
         meta, arrays, model = saved["meta"], saved["arrays"], self.model
         B = self.config.batch
         try:
-            model.params = {k: arrays[f"param/{k}"] for k in model.params}
+            params, optimizer_state, state = checkpoint.unpack_arrays(arrays)
+            model.params = {k: params[k] for k in model.params}
             self.optimizer = make_optimizer(self.config.optimizer, model.params)
-            self.optimizer.load_state_dict(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-            )
-            state = arrays["state/h"]
+            self.optimizer.load_state_dict(optimizer_state)
             if state.shape == (B, model.hidden_size) and model.state_size == model.layers == 1:
                 state = state.reshape(model.state_shape(B))  # written by 0.1 as (B, H)
             if state.shape != model.state_shape(B):
@@ -526,9 +587,19 @@ class _Run:
 
     # ---- evaluate -----------------------------------------------------------------------------
 
-    def evaluate(self) -> bool:
-        """Evaluate, sample, record and checkpoint; False (and nothing recorded) if `stop`
-        interrupted it, so that a resume redoes this evaluation exactly."""
+    def stop_if_asked(self) -> None:
+        if self.stop():
+            raise _Stopped
+
+    def evaluate_and_record(self) -> None:
+        """The validation loss, a sample, then the record of both, saved with a checkpoint."""
+        record = self.measure()
+        sample = self.sample()
+        self.record(record, sample)
+
+    def measure(self) -> dict:
+        """The evaluation record: training loss since the last one, validation loss over the
+        first eval_symbols of the split, speed and learning rate."""
         config, step = self.config, self.step
         record = {
             "step": step,
@@ -537,11 +608,10 @@ class _Run:
             "train_loss": float(np.mean(self.window_losses)) if self.window_losses else None,
             "chars_per_sec": self.chars_per_sec(),
         }
-        new_best = self.best
         if len(self.eval_ids) > 1:
             val_loss = evaluate(self.model, self.eval_ids, config.seq_len, stop=self.stop)
             if val_loss is None:
-                return False
+                raise _Stopped
             if not math.isfinite(val_loss):
                 raise DivergenceError(
                     f"validation loss is {val_loss} at step {step}; lower --lr "
@@ -549,41 +619,52 @@ class _Run:
                 )
             record["val_loss"], record["val_bpc"] = val_loss, val_loss / LN2
             record["val_symbols"] = len(self.eval_ids)
-            if val_loss < self.best[0]:
-                new_best = (val_loss, step)
         if record["train_loss"] is not None:
             record["train_bpc"] = record["train_loss"] / LN2
+        return record
+
+    def sample(self) -> str:
+        """sample_length symbols from an empty prime; a stop midway puts the sampling
+        generator back, so a resume draws the same sample."""
+        if not self.config.sample_length:
+            return ""
+        rng_before = self.sample_rng.bit_generator.state
+        sampler = Sampler(self.config.sample_temperature)
+        sampler.rng = self.sample_rng
         sample_ids = []
-        if config.sample_length:
-            rng_before = self.sample_rng.bit_generator.state
-            sampler = Sampler(config.sample_temperature)
-            sampler.rng = self.sample_rng
-            for ids_t in generate_ids(self.model, self.vocab, "", config.sample_length, 1, sampler):
-                if self.stop():
-                    self.sample_rng.bit_generator.state = rng_before
-                    return False
-                sample_ids.append(ids_t)
-        self.best = new_best
+        length = self.config.sample_length
+        for ids_t in generate_ids(self.model, self.vocab, "", length, 1, sampler):
+            if self.stop():
+                self.sample_rng.bit_generator.state = rng_before
+                raise _Stopped
+            sample_ids.append(ids_t)
+        return self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
+
+    def record(self, record: dict, sample: str) -> None:
+        """Keep the evaluation (the best loss, the history, the sample for `report`), save it
+        with a checkpoint and tell the observer."""
+        val_loss = record.get("val_loss")
+        if val_loss is not None and val_loss < self.best[0]:
+            self.best = (val_loss, self.step)
         self.window_losses = []
-        sample = self.vocab.decode(np.concatenate(sample_ids)) if sample_ids else ""
         if sample:
             record["sample"] = sample  # kept in metrics.jsonl for `charrnn report`
         self.history.append(record)
-        self.save(record)
+        self.save_checkpoint(record)
         self.observer.on_eval(record, sample)
-        return True
 
     # ---- save ---------------------------------------------------------------------------------
 
-    def save(self, record: dict | None) -> None:
-        """Checkpoint the run (after an evaluation, its record too) into the run directory."""
+    def save_checkpoint(self, evaluation: dict | None = None) -> None:
+        """Checkpoint the run into the run directory; after an evaluation, with its record
+        (metrics.jsonl rewritten, best.npz when it is the best so far)."""
         best_loss, best_step = self.best
         metrics = {
             "best_val_loss": None if best_step is None else best_loss,
             "best_step": best_step,
         }
-        if record:
-            metrics.update({k: v for k, v in record.items() if k != "sample"})
+        if evaluation:
+            metrics.update({k: v for k, v in evaluation.items() if k != "sample"})
         meta = {
             **self.meta,
             "step": self.step,
@@ -591,10 +672,8 @@ class _Run:
             "metrics": metrics,
             "sample_rng": self.sample_rng.bit_generator.state,
         }
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
-        arrays["state/h"] = self.state
-        new_best = record is not None and record.get("val_loss") == best_loss
+        arrays = checkpoint.pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
+        new_best = evaluation is not None and evaluation.get("val_loss") == best_loss
         rundir.save(
             self.run_dir,
             arrays,
@@ -602,7 +681,7 @@ class _Run:
             # For an exact resume, also the evaluations so far and the losses since the last.
             resume_state={"history": self.history, "train_window": self.window_losses},
             best=new_best and best_step == self.step,
-            history=self.history if record is not None else None,
+            history=self.history if evaluation is not None else None,
         )
         self.observer.on_checkpoint(self.run_dir / "latest.npz")
 
@@ -630,11 +709,14 @@ def _encode(
     state: dict | None,
     observer: Observer,
     stop: Callable[[], bool],
+    include: Vocab | None = None,
 ) -> EncodedText:
-    """The training text as ids, in the checkpoint's vocabulary when resuming. A stop
-    request while a large file is encoded raises KeyboardInterrupt: there is nothing to save."""
+    """The training text as ids, in the checkpoint's vocabulary when resuming (with `include`'s
+    symbols too when starting from a base). A stop request while a large file is encoded raises
+    KeyboardInterrupt: there is nothing to save."""
     unit, val_fraction = config.unit, config.val_fraction
     vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
+    include = vocab or include
     files = isinstance(text, (TextFile, TextFiles))
     changes = ""
     if files:
@@ -645,7 +727,9 @@ def _encode(
             observer.on_encode(what, done, total)
 
         before = cache_key(run_dir) if state is not None else None
-        encoded = encode_file(text, unit, run_dir, progress, val_fraction=val_fraction)
+        encoded = encode_file(
+            text, unit, run_dir, progress, val_fraction=val_fraction, include=include
+        )
         if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
             raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
         digest = encoded.digest
@@ -658,7 +742,9 @@ def _encode(
             f"{run_dir}: the training text differs from the one this run started on"
             + (f" (its files changed: {changes})" if changes else "")
         )
-    return encoded if files else encode_text(text, unit, vocab, val_fraction=val_fraction)
+    if files:
+        return encoded
+    return encode_text(text, unit, include=include, val_fraction=val_fraction)
 
 
 def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:
