@@ -651,105 +651,40 @@ def encode_file(
     cached = _load_cache(cache_dir, key, include)
     if cached is not None:
         return cached
+    corpus = _Corpus(source, entries, sizes, unit, small, chunk_bytes)
     report = _Throttled(progress, sum(sizes))
+    corpus.first_pass(keys, kept, report)
+    vocab = _vocab(corpus.symbols, unit, include)
+    n_train, n_val = corpus.layout(val_fraction)
 
-    # Pass 1: symbols, counts, digest; found files that are not text are skipped.
-    present = np.zeros(0x110000, bool)  # single-code-point symbols seen
-    clusters: set[str] = set()  # multi-code-point symbols seen
-    digest = hashlib.sha256()
-    counts: dict[int, int] = {}  # symbols of each text file, by entry
-    simple: dict[int, list[bool]] = {}  # per piece of each file: one symbol per code point?
-    texts: dict[int, str] = {}  # small files' texts, kept for the second pass
-    skipped: list[str] = []
-    waiting: list[str] = []  # small files' texts whose code points are not yet in `present`
-    waiting_size = 0
-    done = 0
-    for i, entry in enumerate(entries):
-        file_digest = digest.copy()
-        if counts:
-            file_digest.update(FILE_SEPARATOR.encode())
-        seen, file_clusters, flags, pieces, file_waiting, count = [], set(), [], [], [], 0
-        data = kept.pop(i, None)
-        try:
-            if keys[i][1] is None:
-                raise CorpusError(f"{entry.path}: cannot read")
-            for piece, read in _pieces(entry, source, data, small, chunk_bytes):
-                try:
-                    file_digest.update(piece.encode("utf-8"))
-                except UnicodeEncodeError as exc:
-                    raise CorpusError(
-                        f"{entry.path}: holds a lone surrogate {piece[exc.start]!r}; "
-                        "it is not valid Unicode text"
-                    ) from None
-                flags.append(one_symbol_per_point(piece, unit))
-                if flags[-1] and data is not None:
-                    file_waiting.append(piece)  # its code points: seen later, with others'
-                    count += len(piece)
-                elif flags[-1]:
-                    points = code_points(piece)
-                    if len(points):
-                        seen.append(np.bincount(points) > 0)
-                    count += len(points)
-                else:
-                    symbols = split_symbols(piece, unit)
-                    file_clusters.update(symbols)
-                    count += len(symbols)
-                if data is not None:
-                    pieces.append(piece)
-                else:
-                    report("reading", done + read, now=True)  # a streamed piece
-            if not count:
-                raise CorpusError(f"{entry.path}: file holds no text")
-        except CorpusError:
-            if entry.explicit:
-                raise
-            if not entry.path.exists():
-                raise _vanished(entry.path) from None
-            skipped.append(entry.name)
-            continue
-        finally:
-            done += sizes[i]
-        digest = file_digest
-        for s in seen:
-            present[: len(s)] |= s
-        clusters |= file_clusters
-        counts[i], simple[i] = count, flags
-        if data is not None:
-            texts[i] = "".join(pieces)
-        waiting += file_waiting
-        waiting_size += sum(map(len, file_waiting))
-        if waiting_size >= chunk_bytes:
-            _mark_seen(present, waiting)
-            waiting, waiting_size = [], 0
-        report("reading", done)
-    _mark_seen(present, waiting)
-    report("reading", done, now=True)
-    found = {e.root for e in entries if not e.explicit}
-    text_roots = {entries[i].root for i in counts}
-    for root, given in enumerate(source.paths):
-        if given.is_dir() and root not in text_roots:
-            names = [e.name for e in entries if e.root == root] if root in found else []
-            detail = f" ({len(names)} skipped: {_first_names(names)})" if names else ""
-            raise CorpusError(f"{given}: no text file in it{detail}")
-
-    symbols = {chr(p) for p in np.flatnonzero(present)} | clusters
-    separator = split_symbols(FILE_SEPARATOR, unit)
-    if len(counts) > 1:
-        symbols |= set(separator)
-    vocab = _vocab(symbols, unit, include)
-    n_val = {i: round(n * val_fraction) for i, n in counts.items()}
-    train_parts = sum(1 for i, n in counts.items() if n > n_val[i])
-    val_parts = sum(1 for v in n_val.values() if v)
-    n_train = sum(n - n_val[i] for i, n in counts.items())
-    n_train += len(separator) * max(train_parts - 1, 0)
-    val_total = sum(n_val.values()) + len(separator) * max(val_parts - 1, 0)
-    if val_fraction > 0 and val_total < 2:
-        raise CorpusError(
-            f"corpus of {n_train + val_total:,} symbols leaves {val_total} for validation at "
-            f"val-fraction {val_fraction}; it needs at least 2"
+    def write(path: str) -> None:
+        ids = np.lib.format.open_memmap(
+            path, mode="w+", dtype=vocab.dtype, shape=(n_train + n_val,)
         )
+        corpus.second_pass(ids.view(np.ndarray), vocab, n_train, report)
+        corpus.check_unchanged(keys)
+        ids.flush()
 
-    # Pass 2: the ids of each file, its training part then its validation part, into place.
+    _write_file(cache_dir, CACHE_IDS, write)
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "symbols": n_train + n_val,
+        "n_train": n_train,
+        "digest": corpus.digest.hexdigest(),
+        "vocab": vocab.to_json(),
+        "text_symbols": sorted(corpus.symbols),
+        "skipped": corpus.skipped,
+    }
+    # Compact: the key has a row per file, and indenting 10,000 rows costs more than the rows.
+    atomic_write_bytes(cache_dir / CACHE_META, json.dumps(meta, ensure_ascii=False).encode())
+    ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
+    return EncodedText(vocab, ids, meta["digest"], n_train, tuple(corpus.skipped))
+
+
+def _write_file(cache_dir: Path, name: str, write: Callable[[str], None]) -> None:
+    """Make cache_dir/name atomically: `write` fills a temporary file there, which is synced
+    and renamed into place (and removed if anything fails, Ctrl-C included)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=cache_dir)
     umask = os.umask(0)
@@ -757,46 +692,172 @@ def encode_file(
     os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
     os.close(fd)
     try:
-        ids = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=vocab.dtype, shape=(n_train + val_total,)
-        )
-        out = ids.view(np.ndarray)  # the same bytes, without memmap's per-slice Python cost
-        separator_ids = vocab.encode(FILE_SEPARATOR) if len(counts) > 1 else None
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, cache_dir / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
-        def file_ids(i: int, entry: FileEntry) -> Iterator[tuple[np.ndarray, int]]:
-            """A file's ids in pieces, with its bytes read so far: encoded already, from its
-            kept text, or read again (each piece the way the first pass found fastest)."""
-            if i in ready:
-                yield ready.pop(i), sizes[i]
-                return
-            flags = simple[i]
-            if i in texts:
-                pieces, flags = iter([(texts.pop(i), sizes[i])]), [all(flags)]
+
+class _Corpus:
+    """The files of one encoding and what the first pass learns of them for the second: each
+    text file's symbol count and per-piece fast-path flags, small files' texts, the symbols,
+    the digest of the joined text, and the names of the files skipped."""
+
+    def __init__(
+        self,
+        source: TextFiles,
+        entries: list[FileEntry],
+        sizes: list[int],
+        unit: str,
+        small: int,
+        chunk_bytes: int,
+    ) -> None:
+        self.source, self.entries, self.sizes, self.unit = source, entries, sizes, unit
+        self.small, self.chunk_bytes = small, chunk_bytes
+        self.counts: dict[int, int] = {}  # symbols of each text file, by entry
+        self.simple: dict[int, list[bool]] = {}  # per piece: one symbol per code point?
+        self.texts: dict[int, str] = {}  # small files' texts, kept for the second pass
+        self.symbols: set[str] = set()
+        self.digest = hashlib.sha256()
+        self.skipped: list[str] = []
+        self.separator = split_symbols(FILE_SEPARATOR, unit)
+        self.n_val: dict[int, int] = {}
+
+    def pieces(self, i: int, data: bytes | None = None) -> Iterator[tuple[str, int]]:
+        return _pieces(self.entries[i], self.source, data, self.small, self.chunk_bytes)
+
+    def first_pass(self, keys: list[list], kept: dict[int, bytes], report: _Throttled) -> None:
+        """Symbols, counts and digest of every text file; found files that are not text are
+        skipped; a directory left without a text file is an error."""
+        present = np.zeros(0x110000, bool)  # single-code-point symbols seen
+        waiting: list[str] = []  # small files' texts whose code points are not yet marked
+        waiting_size = done = 0
+        for i, entry in enumerate(self.entries):
+            data = kept.pop(i, None)
+            try:
+                if keys[i][1] is None:
+                    raise CorpusError(f"{entry.path}: cannot read")
+                found = self._scan(i, data, report, done)
+            except CorpusError:
+                if entry.explicit:
+                    raise
+                if not entry.path.exists():
+                    raise _vanished(entry.path) from None
+                self.skipped.append(entry.name)
+                continue
+            finally:
+                done += self.sizes[i]
+            self.digest, seen, clusters, self.simple[i], self.counts[i], pieces = found
+            for s in seen:
+                present[: len(s)] |= s
+            self.symbols |= clusters
+            if data is not None:
+                self.texts[i] = "".join(pieces)
+                simple = [p for p, fast in zip(pieces, self.simple[i], strict=True) if fast]
+                waiting += simple
+                waiting_size += sum(map(len, simple))
+            if waiting_size >= self.chunk_bytes:
+                _mark_seen(present, waiting)
+                waiting, waiting_size = [], 0
+            report("reading", done)
+        _mark_seen(present, waiting)
+        report("reading", done, now=True)
+        self.symbols |= {chr(p) for p in np.flatnonzero(present)}
+        if len(self.counts) > 1:
+            self.symbols |= set(self.separator)
+        self._check_roots()
+
+    def _scan(self, i: int, data: bytes | None, report: _Throttled, done: int) -> tuple:
+        """One file's digest (the joined text's so far), code points seen, clusters, per-piece
+        flags, symbol count, and (for a small file) its pieces; CorpusError if not text."""
+        entry, unit = self.entries[i], self.unit
+        digest = self.digest.copy()
+        if self.counts:
+            digest.update(FILE_SEPARATOR.encode())
+        seen, clusters, flags, pieces, count = [], set(), [], [], 0
+        for piece, read in self.pieces(i, data):
+            try:
+                digest.update(piece.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise CorpusError(
+                    f"{entry.path}: holds a lone surrogate {piece[exc.start]!r}; "
+                    "it is not valid Unicode text"
+                ) from None
+            flags.append(one_symbol_per_point(piece, unit))
+            if flags[-1] and data is not None:
+                count += len(piece)  # its code points: marked later, with other files'
+            elif flags[-1]:
+                points = code_points(piece)
+                if len(points):
+                    seen.append(np.bincount(points) > 0)
+                count += len(points)
             else:
-                pieces = _pieces(entry, source, None, small, chunk_bytes)
-            for j, (piece, read) in enumerate(pieces):
-                if j < len(flags) and flags[j] and vocab.has_point_table:
-                    yield vocab.encode_points(code_points(piece)), read
-                else:
-                    yield vocab.encode(piece), read
+                symbols = split_symbols(piece, unit)
+                clusters.update(symbols)
+                count += len(symbols)
+            if data is not None:
+                pieces.append(piece)
+            else:
+                report("reading", done + read, now=True)  # a streamed piece
+        if not count:
+            raise CorpusError(f"{entry.path}: file holds no text")
+        return digest, seen, clusters, flags, count, pieces
 
+    def _check_roots(self) -> None:
+        """Every directory given yields a text file."""
+        found = {e.root for e in self.entries if not e.explicit}
+        text_roots = {self.entries[i].root for i in self.counts}
+        for root, given in enumerate(self.source.paths):
+            if given.is_dir() and root not in text_roots:
+                names = [e.name for e in self.entries if e.root == root] if root in found else []
+                detail = f" ({len(names)} skipped: {_first_names(names)})" if names else ""
+                raise CorpusError(f"{given}: no text file in it{detail}")
+
+    def layout(self, val_fraction: float) -> tuple[int, int]:
+        """Training and validation symbols in all: each file's last `val_fraction`, rounded as
+        `split_ids` rounds, is validation; the separator stands between non-empty parts."""
+        self.n_val = {i: round(n * val_fraction) for i, n in self.counts.items()}
+        train_parts = sum(1 for i, n in self.counts.items() if n > self.n_val[i])
+        val_parts = sum(1 for v in self.n_val.values() if v)
+        n_train = sum(n - self.n_val[i] for i, n in self.counts.items())
+        n_train += len(self.separator) * max(train_parts - 1, 0)
+        n_val = sum(self.n_val.values()) + len(self.separator) * max(val_parts - 1, 0)
+        if val_fraction > 0 and n_val < 2:
+            raise CorpusError(
+                f"corpus of {n_train + n_val:,} symbols leaves {n_val} for validation at "
+                f"val-fraction {val_fraction}; it needs at least 2"
+            )
+        return n_train, n_val
+
+    def second_pass(self, out: np.ndarray, vocab: Vocab, n_train: int, report: _Throttled) -> None:
+        """Each file's ids into place: its training part after the training ids so far, its
+        validation part after the validation ids (from n_train on), separators between."""
+        separator_ids = vocab.encode(FILE_SEPARATOR) if len(self.counts) > 1 else None
+        width = len(self.separator)
         train_at, val_at, done = 0, n_train, 0
-        order = list(counts)
+        order = list(self.counts)
         ready: dict[int, np.ndarray] = {}  # ids of small files encoded together, by entry
         for pos, i in enumerate(order):
-            entry, count, file_train = entries[i], counts[i], counts[i] - n_val[i]
+            entry, count, file_train = (
+                self.entries[i],
+                self.counts[i],
+                self.counts[i] - self.n_val[i],
+            )
             if file_train and train_at:
-                out[train_at : train_at + len(separator)] = separator_ids
-                train_at += len(separator)
-            if n_val[i] and val_at > n_train:
-                out[val_at : val_at + len(separator)] = separator_ids
-                val_at += len(separator)
-            if i not in ready and _one_per_point(i, texts, simple, vocab):
-                ready = _encode_together(order[pos:], texts, simple, counts, vocab, chunk_bytes)
-            streamed = i not in texts and i not in ready
+                out[train_at : train_at + width] = separator_ids
+                train_at += width
+            if self.n_val[i] and val_at > n_train:
+                out[val_at : val_at + width] = separator_ids
+                val_at += width
+            if i not in ready and self._together(i, vocab):
+                ready = self._encode_together(order[pos:], vocab)
+            streamed = i not in self.texts and i not in ready
             at = 0
             try:
-                for piece_ids, read in file_ids(i, entry):
+                for piece_ids, read in self._ids(i, ready, vocab):
                     if at + len(piece_ids) > count:
                         raise _changed(entry.path)
                     k = max(0, min(len(piece_ids), file_train - at))
@@ -811,57 +872,63 @@ def encode_file(
                 raise _changed(entry.path) from None
             if at != count:
                 raise _changed(entry.path)
-            done += sizes[i]
+            done += self.sizes[i]
         report("encoding", done, now=True)
-        _check_unchanged(entries, keys, small)
-        ids.flush()
-        del ids, out
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, cache_dir / CACHE_IDS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    meta = {
-        "version": CACHE_VERSION,
-        "key": key,
-        "symbols": n_train + val_total,
-        "n_train": n_train,
-        "digest": digest.hexdigest(),
-        "vocab": vocab.to_json(),
-        "text_symbols": sorted(symbols),
-        "skipped": skipped,
-    }
-    # Compact: the key has a row per file, and indenting 10,000 rows costs more than the rows.
-    atomic_write_bytes(cache_dir / CACHE_META, json.dumps(meta, ensure_ascii=False).encode())
-    ids = np.load(cache_dir / CACHE_IDS, mmap_mode="r", allow_pickle=False)
-    return EncodedText(vocab, ids, meta["digest"], n_train, tuple(skipped))
 
+    def _ids(
+        self, i: int, ready: dict[int, np.ndarray], vocab: Vocab
+    ) -> Iterator[tuple[np.ndarray, int]]:
+        """A file's ids in pieces, with its bytes read so far: encoded already, from its kept
+        text, or read again (each piece the way the first pass found fastest)."""
+        if i in ready:
+            yield ready.pop(i), self.sizes[i]
+            return
+        flags = self.simple[i]
+        if i in self.texts:
+            pieces, flags = iter([(self.texts.pop(i), self.sizes[i])]), [all(flags)]
+        else:
+            pieces = self.pieces(i)
+        for j, (piece, read) in enumerate(pieces):
+            if j < len(flags) and flags[j] and vocab.has_point_table:
+                yield vocab.encode_points(code_points(piece)), read
+            else:
+                yield vocab.encode(piece), read
 
-def _one_per_point(i: int, texts: dict, simple: dict, vocab: Vocab) -> bool:
-    """Whether kept file i's ids come from its code points alone (so from a joined text)."""
-    return i in texts and vocab.has_point_table and all(simple[i])
+    def _together(self, i: int, vocab: Vocab) -> bool:
+        """Whether kept file i's ids come from its code points alone (so from a joined text)."""
+        return i in self.texts and vocab.has_point_table and all(self.simple[i])
 
+    def _encode_together(self, order: list[int], vocab: Vocab) -> dict[int, np.ndarray]:
+        """The ids of the kept files at the head of `order` whose symbols are their code
+        points, up to about chunk_bytes of them, encoded in one call and cut apart."""
+        group, size = [], 0
+        for i in order:
+            if size >= self.chunk_bytes or not self._together(i, vocab):
+                break
+            group.append(i)
+            size += self.counts[i]
+        ids = vocab.encode_points(code_points("".join(self.texts.pop(i) for i in group)))
+        cuts = np.cumsum([self.counts[i] for i in group[:-1]])
+        return dict(zip(group, np.split(ids, cuts), strict=True))
 
-def _encode_together(
-    order: list[int],
-    texts: dict[int, str],
-    simple: dict[int, list[bool]],
-    counts: dict[int, int],
-    vocab: Vocab,
-    chunk_bytes: int,
-) -> dict[int, np.ndarray]:
-    """The ids of the kept files at the head of `order` whose symbols are their code points,
-    up to about chunk_bytes of them, encoded in one call and cut apart (by entry)."""
-    group, size = [], 0
-    for i in order:
-        if size >= chunk_bytes or not _one_per_point(i, texts, simple, vocab):
-            break
-        group.append(i)
-        size += counts[i]
-    ids = vocab.encode_points(code_points("".join(texts.pop(i) for i in group)))
-    cuts = np.cumsum([counts[i] for i in group[:-1]])
-    return dict(zip(group, np.split(ids, cuts), strict=True))
+    def check_unchanged(self, keys: list[list]) -> None:
+        """Every file still has the size and mtime (and, for a large one, the head) of its
+        key: none changed while it was read."""
+        for entry, (_, size, mtime_ns, head) in zip(self.entries, keys, strict=True):
+            if size is None:
+                continue
+            try:
+                st = entry.path.stat()
+                same = (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+                if same and size > self.small:
+                    with entry.path.open("rb") as f:
+                        same = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest() == head
+            except FileNotFoundError:
+                raise _vanished(entry.path) from None
+            except OSError:
+                same = False
+            if not same:
+                raise _changed(entry.path)
 
 
 def _mark_seen(present: np.ndarray, texts: list[str]) -> None:
@@ -870,25 +937,6 @@ def _mark_seen(present: np.ndarray, texts: list[str]) -> None:
     if len(points):
         seen = np.bincount(points) > 0
         present[: len(seen)] |= seen
-
-
-def _check_unchanged(entries: list[FileEntry], keys: list[list], small: int) -> None:
-    """Every file still has the size and mtime (and, for a large one, the head) of its key."""
-    for entry, (_, size, mtime_ns, head) in zip(entries, keys, strict=True):
-        if size is None:
-            continue
-        try:
-            st = entry.path.stat()
-            same = (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
-            if same and size > small:
-                with entry.path.open("rb") as f:
-                    same = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest() == head
-        except FileNotFoundError:
-            raise _vanished(entry.path) from None
-        except OSError:
-            same = False
-        if not same:
-            raise _changed(entry.path)
 
 
 def _first_names(names: list[str] | tuple[str, ...], limit: int = 5) -> str:
