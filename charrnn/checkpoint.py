@@ -21,14 +21,13 @@ import numpy as np
 from charrnn.cells import CELLS
 from charrnn.errors import CheckpointError, VocabError
 from charrnn.files import atomic_write_bytes
-from charrnn.model import MAX_LAYERS, CharRNN, param_shapes
+from charrnn.model import MAX_HIDDEN, MAX_LAYERS, CharRNN, param_shapes
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn"
 FORMAT_VERSION = 2  # 2: cells and layers (model.cell, model.layers, state (L, S, B, H))
 READABLE_VERSIONS = (1, 2)  # 1: charrnn 0.1, a one-layer vanilla RNN with state (B, H)
 STORED_DTYPES = ("float16", "float32", "float64")  # float16: weights stored small, run in float32
-MAX_HIDDEN = 16384
 MAX_VOCAB = 1_114_112  # every Unicode code point
 META_KEY = "meta"
 # What zipfile raises for damaged archives: besides BadZipFile, a flipped bit in the central

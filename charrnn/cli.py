@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import re
@@ -23,16 +24,21 @@ from rich.text import Text
 
 from charrnn import checkpoint, colours, corpus, download, sample, training
 from charrnn import html as html_page
-from charrnn.cells import CELLS
 from charrnn.chart import loss_chart
+from charrnn.config import (
+    DEFAULT_MINUTES,
+    FINE_TUNE_LR,
+    LONG_BUDGET,
+    LONG_BUDGET_MINUTES,
+    Option,
+    TrainConfig,
+    changed_on_resume,
+)
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.lineage import lineage_line
-from charrnn.model import MAX_LAYERS
 from charrnn.observe import StopRequest
-from charrnn.optim import OPTIMIZERS
 from charrnn.progress import DownloadProgress, RichObserver, console
 from charrnn.version import __version__
-from charrnn.vocab import UNITS
 
 LN2 = math.log(2)
 
@@ -50,35 +56,42 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def option_type(option: Option):
+    """An argparse type that parses and range-checks a word as `option` says."""
+
+    def parse(text: str):
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def int_range(low: int, high: int | None = None):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low or (high is not None and value > high):
-            span = f"from {low:,} to {high:,}" if high is not None else f">= {low:,}"
-            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {text!r}")
-        return value
-
-    return parse
+    return option_type(Option("", low=low, high=high))
 
 
-def float_range(low: float, high: float = math.inf, low_open: bool = False, high_open=False):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        ok = math.isfinite(value) and (value > low if low_open else value >= low)
-        ok = ok and (value < high if high_open else value <= high)
-        if not ok:
-            left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
-            span = f"in {left}{low:g}, {'inf' if high == math.inf else f'{high:g}'}{right}"
-            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text!r}")
-        return value
+def float_range(low: float, high: float, low_open: bool = False, high_open: bool = False):
+    return option_type(Option("", float, low, high, low_open, high_open))
 
-    return parse
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig setting meant for the command line, from its definition."""
+    defaults = TrainConfig()
+    budget = p.add_mutually_exclusive_group()
+    for name, option in TrainConfig.options().items():
+        if not option.cli:
+            continue
+        default = getattr(defaults, name)
+        shown = "" if default is None else " " + budget_default(defaults, name)
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else None
+        (budget if name in ("steps", "minutes") else p).add_argument(
+            "--" + name.replace("_", "-"),
+            type=option_type(option),
+            metavar=metavar,
+            help=option.help + shown,
+        )
 
 
 def build_parser() -> Parser:
@@ -108,94 +121,9 @@ def build_parser() -> Parser:
         metavar="RUN",
         help="start from RUN's weights (its best checkpoint, or any .npz): fine-tuning; "
         "the vocabularies are merged, the cell, layers and hidden size are RUN's, "
-        f"--lr defaults to {training.FINE_TUNE_LR:g}",
+        f"--lr defaults to {FINE_TUNE_LR:g}",
     )
-    d = training.TrainConfig()
-    p.add_argument(
-        "--hidden",
-        type=int_range(1, checkpoint.MAX_HIDDEN),
-        help=f"hidden units {budget_default(d, 'hidden')}",
-    )
-    p.add_argument(
-        "--cell", choices=list(CELLS), help=f"recurrent cell {budget_default(d, 'cell')}"
-    )
-    p.add_argument(
-        "--layers",
-        type=int_range(1, MAX_LAYERS),
-        help=f"stacked recurrent layers {budget_default(d, 'layers')}",
-    )
-    p.add_argument(
-        "--seq-len",
-        type=int_range(1, 100_000),
-        help=f"BPTT chunk length T {budget_default(d, 'seq_len')}",
-    )
-    p.add_argument("--batch", type=int_range(1, 100_000), help=f"parallel streams B ({d.batch})")
-    p.add_argument(
-        "--lr",
-        type=float_range(0, 10, low_open=True),
-        help=f"peak learning rate {budget_default(d, 'lr')}",
-    )
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"({d.optimizer})")
-    p.add_argument(
-        "--clip",
-        type=float_range(0, 1e6),
-        help=f"global gradient-norm bound, 0 for none ({d.clip})",
-    )
-    p.add_argument(
-        "--dropout",
-        type=float_range(0, 1, high_open=True),
-        help=f"share of each layer's units dropped on their way up {budget_default(d, 'dropout')}",
-    )
-    p.add_argument(
-        "--weight-drop",
-        type=float_range(0, 1, high_open=True),
-        help="share of W_hh entries dropped each step, DropConnect "
-        + budget_default(d, "weight_drop"),
-    )
-    p.add_argument(
-        "--schedule",
-        choices=list(training.SCHEDULES),
-        help=f"learning-rate schedule {budget_default(d, 'schedule')}",
-    )
-    p.add_argument("--warmup", type=int_range(0, 10**9), help=f"warm-up steps ({d.warmup})")
-    p.add_argument(
-        "--cooldown",
-        type=float_range(0, 1, low_open=True),
-        help=f"share of the budget at its end over which wsd decays the rate ({d.cooldown})",
-    )
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int_range(1, 10**9), help="train until this step")
-    budget.add_argument(
-        "--minutes",
-        type=float_range(0, 10**6, low_open=True),
-        help=f"wall-clock budget (default {DEFAULT_MINUTES:g} when no --steps)",
-    )
-    p.add_argument(
-        "--eval-every", type=int_range(1, 10**9), help=f"steps between evaluations ({d.eval_every})"
-    )
-    p.add_argument(
-        "--eval-symbols",
-        type=int_range(2),
-        help="validation symbols evaluated, the first ones of the split "
-        f"(all, up to {training.EVAL_SYMBOLS:,})",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=int_range(1, 10**9),
-        help="steps between checkpoints (eval-every)",
-    )
-    p.add_argument("--seed", type=int_range(0, 2**32 - 1), help=f"random seed ({d.seed})")
-    p.add_argument(
-        "--val-fraction",
-        type=float_range(0, 1, high_open=True),
-        help=f"share of text held out ({d.val_fraction})",
-    )
-    p.add_argument("--unit", choices=list(UNITS), help=f"symbol unit ({d.unit})")
-    p.add_argument(
-        "--sample-length",
-        type=int_range(0, 10**6),
-        help=f"symbols sampled at each evaluation ({d.sample_length})",
-    )
+    add_train_options(p)
     p.set_defaults(func=cmd_train)
 
     def sampling_options(p: argparse.ArgumentParser) -> None:
@@ -294,15 +222,12 @@ def build_parser() -> Parser:
     return parser
 
 
-DEFAULT_MINUTES = 3.0
-
-
-def budget_default(defaults: training.TrainConfig, name: str) -> str:
+def budget_default(defaults: TrainConfig, name: str) -> str:
     """An option's default for help, with the one a long --minutes budget picks instead."""
-    long = training.LONG_BUDGET.get(name)
+    long = LONG_BUDGET.get(name)
     if long is None:
         return f"({getattr(defaults, name)})"
-    return f"({getattr(defaults, name)}; {long} with --minutes {training.LONG_BUDGET_MINUTES:g}+)"
+    return f"({getattr(defaults, name)}; {long} with --minutes {LONG_BUDGET_MINUTES:g}+)"
 
 
 # ---- train ------------------------------------------------------------------------------
@@ -371,9 +296,7 @@ def link_latest(run_dir: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     out = console()
     given = {
-        k: getattr(args, k)
-        for k in (f.name for f in training.dataclasses.fields(training.TrainConfig))
-        if getattr(args, k, None) is not None
+        k: getattr(args, k) for k in TrainConfig.options() if getattr(args, k, None) is not None
     }
     base = None
     if args.resume is not None:
@@ -384,17 +307,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--init-from starts a new run; a resumed run goes on from its own weights"
             )
         config, source = training.read_run_config(args.resume)
-        fixed = {
-            k: v
-            for k, v in given.items()
-            if k not in training.RESUMABLE and getattr(config, k) != v
-        }
+        fixed = changed_on_resume(dataclasses.replace(config, **given), dataclasses.asdict(config))
         if fixed:
             names = ", ".join("--" + k.replace("_", "-") for k in fixed)
             raise ConfigError(f"{names} cannot change when resuming a run")
         if "steps" in given or "minutes" in given:
             config.steps, config.minutes = given.get("steps"), given.get("minutes")
-        for k in training.RESUMABLE & given.keys() - {"steps", "minutes"}:
+        for k in given.keys() - {"steps", "minutes"}:
             setattr(config, k, given[k])
         if not args.file and args.corpus is None:
             if "builtin" in source or "download" in source:
@@ -417,7 +336,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             given["minutes"] = DEFAULT_MINUTES
         if args.init_from is not None:
             base = training.load_base(args.init_from)
-        config = training.TrainConfig.for_budget(base, **given)
+        config = TrainConfig.for_budget(base, **given)
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else make_run_dir()

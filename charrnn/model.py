@@ -19,6 +19,7 @@ import numpy as np
 from charrnn.cells import CELLS, block_products, from_blocks, to_blocks
 
 MAX_LAYERS = 8
+MAX_HIDDEN = 16384
 
 
 def suffix(layer: int) -> str:

@@ -14,7 +14,14 @@ import numpy as np
 
 from charrnn import checkpoint, lineage, rundir
 from charrnn.batches import Streams
-from charrnn.cells import CELLS
+from charrnn.config import (  # noqa: F401  (the budget constants re-exported for callers)
+    EVAL_SYMBOLS,
+    LONG_BUDGET,
+    LONG_BUDGET_MINUTES,
+    TrainConfig,
+    adopt_base,
+    changed_on_resume,
+)
 from charrnn.corpus import (
     EncodedText,
     IdFile,
@@ -35,140 +42,17 @@ from charrnn.errors import (
     DivergenceError,
 )
 from charrnn.merge import start_from_base
-from charrnn.model import MAX_LAYERS, CharRNN, dropout_keep
+from charrnn.model import CharRNN, dropout_keep
 from charrnn.observe import Observer, StepStats
-from charrnn.optim import OPTIMIZERS, clip_grad_norm, make_optimizer
+from charrnn.optim import clip_grad_norm, make_optimizer
 from charrnn.sample import Sampler, generate_ids
-from charrnn.vocab import UNITS, Vocab
+from charrnn.vocab import Vocab
 
 LN2 = math.log(2)
-# What a run started from a base (`init_from`) takes from it: its model has this shape.
-ARCHITECTURE = ("cell", "layers", "hidden", "unit")
-# The peak learning rate of a run started from a base unless --lr is given: a third of the
-# long-budget rate (scripts/bench_transfer.py, README "Fine-tuning").
-FINE_TUNE_LR = 1e-3
 # Bases that ship in the package, by name (scripts/bench_transfer.py --make-base makes them).
 BASES = {"english": Path(__file__).parent / "data" / "english.npz"}
-# What a resumed run may change; everything else must match the checkpoint, or the resumed
-# run would not continue the same training (and resume would no longer be exact).
-RESUMABLE = frozenset(
-    {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
-)
-SCHEDULES = ("cosine", "constant", "wsd")
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 EVAL_BLOCK = 1 << 20  # ids that `evaluate` reads at a time
-# Validation symbols evaluated during training when eval_symbols is not set: `evaluate` does
-# about 215,000 symbols/s at H 512, B 64, T 25 on the 2-core development machine, so ~2.4 s.
-EVAL_SYMBOLS = 1 << 19
-
-
-# The architecture follows the budget, as measured on tinyshakespeare (README, "Text quality
-# per minute"): in three minutes the vanilla RNN's cheap steps win (1.619 nats/char against a
-# 2-layer LSTM's 1.653); in ten the LSTM does (1.473 with lr 3e-3 and the wsd schedule, 1.479
-# at a constant 2e-3, against 1.549). In thirty, without weight drop, it peaked after ten
-# minutes (1.484) and overfit; with these settings it still improved at the end (1.447 in
-# 9,206 steps, a half-speed hour): no longer budget has settings of its own yet.
-LONG_BUDGET_MINUTES = 10.0
-LONG_BUDGET = {
-    "cell": "lstm",
-    "layers": 2,
-    "hidden": 256,
-    "seq_len": 50,
-    "dropout": 0.3,
-    "weight_drop": 0.2,
-    "lr": 3e-3,
-    "schedule": "wsd",
-}
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of a run; saved in its metadata and reused on resume."""
-
-    hidden: int = 512
-    cell: str = "rnn"  # rnn, lstm or gru
-    layers: int = 1
-    seq_len: int = 25
-    batch: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    clip: float = 5.0
-    dropout: float = 0.0  # share of each layer's h_t units dropped on their way up
-    weight_drop: float = 0.15  # share of W_hh entries dropped per step (DropConnect)
-    schedule: str = "cosine"  # lr decays to lr * min_lr_ratio over the budget
-    warmup: int = 50  # steps of linear lr warm-up
-    min_lr_ratio: float = 0.1
-    cooldown: float = 0.2  # share of the budget at its end over which "wsd" decays the lr
-    steps: int | None = None
-    minutes: float | None = None
-    eval_every: int = 1000
-    eval_symbols: int | None = None  # first validation symbols evaluated; default EVAL_SYMBOLS
-    checkpoint_every: int | None = None  # steps between checkpoints; default eval_every
-    seed: int = 0
-    val_fraction: float = 0.1
-    unit: str = "grapheme"
-    sample_length: int = 200
-    sample_temperature: float = 0.8
-
-    @classmethod
-    def for_budget(cls, base: checkpoint.Run | None = None, **given) -> TrainConfig:
-        """A config as `charrnn train` makes it: `given` fields over the defaults of its budget
-        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise).
-        With a `base` to start from, its architecture (a different one given is refused) and
-        the fine-tuning learning rate."""
-        minutes = given.get("minutes")
-        long_budget = minutes is not None and minutes >= LONG_BUDGET_MINUTES
-        if base is not None:
-            arch = base_architecture(base)
-            _refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
-            given = {"lr": FINE_TUNE_LR, **given, **arch}
-        return cls(**{**(LONG_BUDGET if long_budget else {}), **given})
-
-    def check(self) -> None:
-        """Raise ConfigError naming the first option outside its range."""
-        ints = {
-            "hidden": (1, checkpoint.MAX_HIDDEN),
-            "layers": (1, MAX_LAYERS),
-            "seq_len": (1, 100_000),
-            "batch": (1, 100_000),
-            "eval_every": (1, 10**9),
-            "warmup": (0, 10**9),
-            "sample_length": (0, 10**6),
-        }
-        for name, (low, high) in ints.items():
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be from {low} to {high}, got {value}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.minutes is not None and not 0 < self.minutes < math.inf:
-            raise ConfigError(f"minutes must be > 0, got {self.minutes}")
-        if self.eval_symbols is not None and self.eval_symbols < 2:
-            raise ConfigError(f"eval_symbols must be >= 2, got {self.eval_symbols}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if not 0 < self.lr < math.inf:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.clip < math.inf:
-            raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.weight_drop < 1:
-            raise ConfigError(f"weight_drop must be in [0, 1), got {self.weight_drop}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 < self.cooldown <= 1:
-            raise ConfigError(f"cooldown must be in (0, 1], got {self.cooldown}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.cell not in CELLS:
-            raise ConfigError(f"cell must be one of {', '.join(CELLS)}")
-        if self.unit not in UNITS:
-            raise ConfigError(f"unit must be one of {', '.join(UNITS)}")
 
 
 @dataclass
@@ -183,40 +67,6 @@ class TrainResult:
     chars_per_sec: float
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
-
-
-def base_architecture(base: checkpoint.Run) -> dict:
-    """The cell, layers, hidden size and unit of a base run's model."""
-    model = base.model
-    return {
-        "cell": model.cell,
-        "layers": model.layers,
-        "hidden": model.hidden_size,
-        "unit": base.vocab.unit,
-    }
-
-
-def _refuse_other_architecture(values: dict, base: checkpoint.Run) -> None:
-    arch = base_architecture(base)
-    differ = [k for k in ARCHITECTURE if k in values and values[k] != arch[k]]
-    if differ:
-        asked = ", ".join(f"{k} {values[k]}" for k in differ)
-        has = ", ".join(f"{k} {arch[k]}" for k in differ)
-        raise ConfigError(
-            f"{asked}: the base {base.path} has {has}; a run started from a base keeps its "
-            "cell, layers, hidden size and unit"
-        )
-
-
-def adopt_base(config: TrainConfig, base: checkpoint.Run) -> TrainConfig:
-    """`config` with the base's architecture: a field left at its default takes the base's
-    value, one set to another value than the base's is refused by name."""
-    defaults = TrainConfig()
-    arch = base_architecture(base)
-    _refuse_other_architecture(
-        {k: getattr(config, k) for k in arch if getattr(config, k) != getattr(defaults, k)}, base
-    )
-    return dataclasses.replace(config, **arch)
 
 
 def load_base(init_from: str | os.PathLike) -> checkpoint.Run:
@@ -751,13 +601,7 @@ def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> N
     """A resume may change only the budget and the reporting (RESUMABLE)."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{run_dir}: the checkpoint holds no training config")
-    defaults = TrainConfig()
-    changed = [
-        f.name
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in RESUMABLE
-        and getattr(config, f.name) != saved.get(f.name, getattr(defaults, f.name))
-    ]
+    changed = changed_on_resume(config, saved)
     if changed:
         raise ConfigError(
             f"{', '.join(changed)} cannot change when resuming {run_dir} "

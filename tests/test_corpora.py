@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import assert_usage_error, cli_env, run_cli
 
@@ -79,10 +81,20 @@ class Handler(BaseHTTPRequestHandler):
         server = self.server
         with server.guard:
             server.requests.append((self.path, self.headers.get("Range")))
-            first = sum(path == self.path for path, _ in server.requests) == 1
+            server.times.append(time.monotonic())
+            seen = sum(path == self.path for path, _ in server.requests)
+            first = seen == 1
         route = self.path
         if route == "/ok.txt":
             self.send_body(DATA)
+        elif route in ("/500.txt", "/503.txt", "/429.txt"):
+            self.send_error(int(route[1:4]))
+        elif route == "/flaky.txt":  # two server errors, then the file
+            self.send_error(502) if seen <= 2 else self.send_body(DATA)
+        elif route == "/huge.txt":  # declares one byte more than 1 GiB, sends nothing
+            self.send_response(200)
+            self.send_header("Content-Length", str((1 << 30) + 1))
+            self.end_headers()
         elif route == "/gutenberg.txt":
             self.send_body(GUTENBERG)
         elif route == "/cut.txt":
@@ -125,7 +137,7 @@ def server():
     """A ThreadingHTTPServer on 127.0.0.1 (a free port), stopped after the module's tests."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    httpd.requests, httpd.guard = [], threading.Lock()
+    httpd.requests, httpd.times, httpd.guard = [], [], threading.Lock()
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield httpd
@@ -137,6 +149,7 @@ def server():
 @pytest.fixture
 def base(server) -> str:
     server.requests.clear()
+    server.times.clear()
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
@@ -191,9 +204,54 @@ def test_checksum_mismatch_discards_the_file(base, cache):
     assert not (cache / "corpora" / "ok.txt").exists() and no_leftovers(cache)
 
 
-def test_404_is_an_http_error(base):
-    with pytest.raises(DownloadError, match=r"HTTP 404.*save it as .*missing\.txt"):
+def test_404_is_an_http_error(base, server):
+    """A 4xx is not transient: one request, no retry."""
+    with pytest.raises(
+        DownloadError, match=r"HTTP 404.*\(1 attempt\(s\) in all\).*save it as .*missing\.txt"
+    ):
         fetch(entry(base, "/missing.txt"))
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("route", ["/500.txt", "/503.txt", "/429.txt"])
+def test_server_errors_and_429_are_retried(base, server, route):
+    """HTTP 5xx and 429 are transient: every attempt is made, then one error naming the last."""
+    code = route[1:4]
+    with pytest.raises(DownloadError, match=rf"HTTP {code} .*\(3 attempt\(s\) in all\)"):
+        fetch(entry(base, route))
+    assert server.requests == [(route, None)] * 3
+
+
+def test_a_server_error_that_passes_is_retried_to_the_file(base, server):
+    assert fetch(entry(base, "/flaky.txt", SHA)).read_bytes() == DATA
+    assert len(server.requests) == 3
+
+
+def test_download_defaults_are_the_readmes(base, server):
+    """The README's numbers are the defaults `fetch` (and so the CLI) uses: 4 attempts with
+    back-off 1, 2, 4 s, a 1 GiB cap, a 30 s stall timeout. The attempts and the 1 GiB cap are
+    met on the server with the defaults; the back-off doubles (measured with a short first
+    pause), from a first pause of 1 s."""
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "are retried 4 times with back-off (1, 2, 4 s)" in readme
+    assert "may not exceed 1 GiB" in readme and "stalls for 30 s counts as a failure" in readme
+    defaults = {name: p.default for name, p in inspect.signature(download.fetch).parameters.items()}
+    assert defaults["retries"] == download.RETRIES == 4
+    assert defaults["timeout"] == download.TIMEOUT == 30
+    assert defaults["max_bytes"] == download.MAX_BYTES == 1 << 30
+    assert defaults["backoff"] == download.BACKOFF
+    first = 0.1
+    with pytest.raises(DownloadError, match=r"HTTP 503 .*\(4 attempt\(s\) in all\)"):
+        download.fetch(entry(base, "/503.txt"), backoff=first)
+    assert len(server.requests) == download.RETRIES
+    pauses = np.diff(server.times)  # (3,)
+    planned = first * 2.0 ** np.arange(3)  # 0.1, 0.2, 0.4 s
+    assert (pauses >= planned).all() and (pauses < 1.5 * planned + 0.25).all(), pauses
+    assert [download.BACKOFF * 2**k for k in range(download.RETRIES - 1)] == [1, 2, 4]
+    server.requests.clear()
+    with pytest.raises(DownloadError, match=r"over the limit of 1,073,741,824 bytes"):
+        download.fetch(entry(base, "/huge.txt"))
+    assert len(server.requests) == 1
 
 
 def test_mirror_after_404(base, server):
@@ -273,14 +331,22 @@ def test_connection_refused_names_url_and_where_to_put_the_file(cache):
 
 
 def test_dns_failure(monkeypatch):
-    """No name resolves (getaddrinfo fails as it does offline): one clear error, no retries."""
+    """No name resolves (getaddrinfo fails as it does offline): one clear error, no retries
+    (one look-up, no back-off pause of the default 1 s)."""
+    lookups = []
 
     def offline(*args, **kwargs):
+        lookups.append(args[0])
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", offline)
-    with pytest.raises(DownloadError, match=r"cannot reach http://corpora\.invalid/x\.txt"):
-        fetch(entry("http://corpora.invalid", "/x.txt"))
+    t0 = time.monotonic()
+    with pytest.raises(
+        DownloadError,
+        match=r"cannot reach http://corpora\.invalid/x\.txt.*\(1 attempt\(s\) in all\)",
+    ):
+        download.fetch(entry("http://corpora.invalid", "/x.txt"))
+    assert lookups == ["corpora.invalid"] and time.monotonic() - t0 < download.BACKOFF
 
 
 def test_full_disk(base, cache):

@@ -91,6 +91,26 @@ def test_one_symbol_per_point_is_never_wrong(text):
         assert split_symbols(text) == list(text)
 
 
+# Code points of no Grapheme_Cluster_Break class that joins (no combining marks, ZWJ, Hangul
+# jamo, regional indicators, no CR before LF): every one of them is a symbol of its own.
+PLAIN = st.one_of(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E),  # printable ASCII
+    st.sampled_from("\n\t\r€“”«»"),
+    st.characters(min_codepoint=0xC0, max_codepoint=0x17F),  # Latin-1 and Latin Extended-A
+    st.characters(min_codepoint=0x410, max_codepoint=0x44F),  # Cyrillic
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),  # CJK ideographs
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(PLAIN, max_size=80).map(lambda t: t.replace("\r\n", "\n")))
+def test_one_symbol_per_point_says_so_for_plain_text(text):
+    """The fast check is the fast path for ordinary text: ASCII, accented Latin, Cyrillic and
+    CJK without CR LF get True (the test above would also pass were it always False)."""
+    assert split_symbols(text) == list(text)
+    assert one_symbol_per_point(text)
+
+
 def test_decoding_errors_name_the_byte_offset_in_any_chunk(tmp_path):
     """Invalid UTF-8 deep in a file, or a sequence cut off at its end, names its byte offset;
     a NUL byte marks a binary file at its offset."""

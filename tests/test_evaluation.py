@@ -314,5 +314,5 @@ def test_default_evaluates_the_whole_split_up_to_the_cap(tmp_path):
 
 @pytest.mark.parametrize("value", [1, 0, -3])
 def test_eval_symbols_below_two_is_refused(value):
-    with pytest.raises(ConfigError, match=f"eval_symbols must be >= 2, got {value}"):
+    with pytest.raises(ConfigError, match=f"eval_symbols must be an integer >= 2, got {value}"):
         TrainConfig(eval_symbols=value).check()

@@ -4,8 +4,10 @@ leaves the previous checkpoint intact and no temporary file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import json
 import os
 import re
 import resource
@@ -20,7 +22,7 @@ from conftest import assert_usage_error, cli_env, english_like, run_cli
 
 import charrnn
 from charrnn import CheckpointError, DivergenceError, TrainConfig, checkpoint, corpus, train
-from charrnn.checkpoint import read_meta
+from charrnn.checkpoint import read_meta, read_npz
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
@@ -54,13 +56,12 @@ def record_writes(monkeypatch) -> dict[str, bytes]:
 
 # ---- 4. divergence ----------------------------------------------------------------------------
 
-# The library takes any finite learning rate (the CLI stops at 10): with 1e37 and no clipping
-# each Adam step moves a weight by at most 1e37, so after step 1 every logit (16 units in
-# [-1, 1] times such weights) is below float32's 3.4e38 and the run evaluates and saves; a few
-# steps later the loss overflows, in training or in evaluation (where depends on the CPU).
-DIVERGING = TrainConfig(hidden=16, seq_len=8, batch=4, steps=100, eval_every=1, sample_length=5)
+# No learning rate in range (at most 10, the same for Python and the CLI) makes this tiny model
+# overflow, so the run is pushed over the edge: after two good steps its output weights are
+# set to +-3e38 (finite, so the checkpoint loads), and the next step's logits overflow float32.
+DIVERGING = TrainConfig(hidden=16, seq_len=8, batch=4, steps=2, eval_every=1, sample_length=5)
 DIVERGING.checkpoint_every, DIVERGING.schedule, DIVERGING.warmup = 1, "constant", 0
-DIVERGING.lr, DIVERGING.clip, DIVERGING.weight_drop = 1e37, 0, 0.0
+DIVERGING.lr, DIVERGING.clip, DIVERGING.weight_drop = 10.0, 0, 0.0
 
 
 @pytest.fixture
@@ -69,9 +70,14 @@ def diverged(tmp_path, corpus_path, monkeypatch):
     run = tmp_path / "run"
     text, source = corpus.load_corpus(corpus_path)
     written = record_writes(monkeypatch)
+    train(text, dataclasses.replace(DIVERGING), run, source)
+    arrays = read_npz(run / "latest.npz")
+    meta = arrays.pop("meta")
+    arrays["param/W_hy"] = np.sign(arrays["param/W_hy"]) * np.float32(3e38)  # finite, huge
+    checkpoint.save_npz(run / "latest.npz", arrays, json.loads(meta.tobytes()))
     # numpy's overflow warnings are noise here: the trainer reports the non-finite loss itself.
     with np.errstate(all="ignore"), pytest.raises(DivergenceError) as info:
-        train(text, dataclasses.replace(DIVERGING), run, source)
+        train(text, dataclasses.replace(DIVERGING, steps=100), run, source, resume=True)
     monkeypatch.undo()
     return run, written, str(info.value)
 
@@ -84,7 +90,7 @@ def test_divergence_error_keeps_the_last_good_checkpoints(diverged):
     m = re.fullmatch(
         r"(?:training diverged at step (\d+): loss \S+, gradient norm \S+|"
         r"validation loss is \S+ at step (\d+)); lower --lr "
-        r"\(now 1e\+37\); checkpoints on disk are the last good ones",
+        r"\(now 10\); checkpoints on disk are the last good ones",
         message,
     )
     assert m, message
@@ -151,6 +157,61 @@ def test_cli_file_too_large_keeps_the_previous_checkpoint(tmp_path, corpus_path)
     assert snapshot(run) == before
     assert temp_files(run) == []
     assert charrnn.load(run, "latest").config["step"] == 4
+
+
+@contextlib.contextmanager
+def small_file_system(path: Path, size: str):
+    """A tmpfs of `size` mounted on `path` for the block (root can; elsewhere a skip)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file on `disk` until the file system is full (ENOSPC)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def test_cli_full_file_system_keeps_the_previous_checkpoint(tmp_path, corpus_path):
+    """A resume on a real file system that is full, but for half of one checkpoint file: the
+    process meets ENOSPC midway through its next checkpoint and stops with one clear error,
+    exit 2; the run's files are unchanged, no temp file is left, and once space is freed the
+    run resumes."""
+    with small_file_system(tmp_path / "disk", "4m") as disk:
+        run = disk / "run"
+        args = ("--hidden", "64", "--seq-len", "8", "--batch", "4", "--eval-every", "2")
+        args += ("--checkpoint-every", "1", "--steps", "4", "--out", run)
+        proc = run_cli("train", corpus_path, *args)
+        assert proc.returncode == 0, proc.stderr
+        before = snapshot(run)
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - len(before["latest.npz"]) // 2)
+        proc = run_cli("train", "--resume", run, "--steps", "8")
+        assert_usage_error(
+            proc, f"cannot write a checkpoint in {run}", "No space left on device", "previous"
+        )
+        assert snapshot(run) == before
+        assert temp_files(run) == []
+        filler.unlink()
+        proc = run_cli("train", "--resume", run, "--steps", "8")
+        assert proc.returncode == 0, proc.stderr
+        assert charrnn.load(run, "latest").config["step"] == 8
 
 
 def test_cli_unwritable_out_directory(tmp_path, corpus_path):

@@ -20,11 +20,13 @@ from charrnn.training import Observer
 
 # 1,500 symbols: with batch 4 x seq-len 8 an epoch is ~42 steps, so 45 steps cross one.
 TEXT = english_like(1500, seed=3)
+TIMING = {"elapsed", "chars_per_sec"}  # the only fields of a metrics record a resume may change
 
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Every array of latest.npz bitwise equal, the same step, sampling generator state and best
-    step, the same best.npz weights and the same validation loss at every evaluation."""
+    step, the same best.npz weights, and every evaluation's record the same (losses, learning
+    rate, sample and all) but for its timings."""
     latest_a, latest_b = read_npz(a / "latest.npz"), read_npz(b / "latest.npz")
     assert latest_a.keys() == latest_b.keys()
     assert any(k.startswith("opt/") for k in latest_a) and "state/h" in latest_a
@@ -39,11 +41,11 @@ def assert_same_run(a: Path, b: Path) -> None:
     for key in (k for k in best_a if k.startswith("param/")):
         assert best_a[key].tobytes() == best_b[key].tobytes(), f"best.npz {key}"
 
-    def val(run: Path) -> list[tuple[int, float]]:
+    def records(run: Path) -> list[dict]:
         lines = (run / "metrics.jsonl").read_text().splitlines()
-        return [(r["step"], r["val_loss"]) for r in map(json.loads, lines)]
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in map(json.loads, lines)]
 
-    assert val(a) == val(b)
+    assert records(a) == records(b)
 
 
 # ---- through the CLI --------------------------------------------------------------------------
@@ -117,15 +119,24 @@ def test_cli_cosine_resume_after_sigkill_is_exact(tmp_path, small_corpus):
 
 
 class StepCounter(Observer):
+    """The last step trained and the steps of the evaluations completed."""
+
     def __init__(self) -> None:
         self.steps = 0
+        self.evals: list[int] = []
 
     def on_step(self, stats) -> None:
         self.steps = stats.step
 
+    def on_eval(self, record: dict, sample: str) -> None:
+        self.evals.append(record["step"])
 
-def stop_and_resume(tmp_path: Path, config: TrainConfig, stop_after: int) -> tuple[Path, Path]:
-    """Train `config` straight, and again stopped after `stop_after` steps then resumed."""
+
+def stop_and_resume(
+    tmp_path: Path, config: TrainConfig, stop_after: int
+) -> tuple[Path, Path, list[int]]:
+    """Train `config` straight, and again stopped after `stop_after` steps then resumed; the
+    steps of the evaluations the stopped process completed."""
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(TEXT, dataclasses.replace(config), whole)
     counter = StepCounter()
@@ -138,9 +149,11 @@ def stop_and_resume(tmp_path: Path, config: TrainConfig, stop_after: int) -> tup
     )
     assert first.interrupted and first.step == stop_after
     assert read_meta(split / "latest.npz")["step"] == stop_after
+    lines = (split / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == counter.evals
     resumed = train(TEXT, dataclasses.replace(config), split, resume=True)
     assert resumed.step == config.steps and not resumed.interrupted
-    return split, whole
+    return split, whole, counter.evals
 
 
 SMALL = TrainConfig(hidden=16, seq_len=8, batch=4, steps=45, eval_every=7, sample_length=10)
@@ -160,12 +173,16 @@ SMALL = TrainConfig(hidden=16, seq_len=8, batch=4, steps=45, eval_every=7, sampl
 def test_stop_callable_and_resume_is_exact(tmp_path, changes):
     """charrnn.train stopped by its `stop` callable after 23 of 45 steps (between evaluations)
     and resumed with resume=True equals 45 steps straight, for every optimizer and schedule."""
-    split, whole = stop_and_resume(tmp_path, dataclasses.replace(SMALL, **changes), 23)
+    split, whole, evals = stop_and_resume(tmp_path, dataclasses.replace(SMALL, **changes), 23)
+    assert evals == [7, 14, 21]
     assert_same_run(split, whole)
 
 
 def test_stop_during_an_evaluation_and_resume_is_exact(tmp_path):
     """A stop that lands in the evaluation at step 21 (Ctrl-C during an evaluation) and a resume
-    still give the straight run: the evaluation and its sample are done on resume."""
-    split, whole = stop_and_resume(tmp_path, dataclasses.replace(SMALL), 21)
+    still give the straight run: the evaluation and its sample are done on resume. The stop
+    is asked for from step 21 on, and step 21's evaluation runs first: had it not been
+    interrupted it would have been recorded before the stop was seen between steps."""
+    split, whole, evals = stop_and_resume(tmp_path, dataclasses.replace(SMALL), 21)
+    assert evals == [7, 14]
     assert_same_run(split, whole)

@@ -1,11 +1,12 @@
 """Hostile training text, through the real CLI: every file either trains correctly (and the
 model samples text made of the file's symbols) or fails with one clear line and exit 2."""
 
+import json
 import random
 import subprocess
 import sys
 
-import pytest
+import numpy as np
 from conftest import assert_usage_error, cli_env, english_like, run_cli
 
 import charrnn
@@ -76,10 +77,22 @@ def test_invalid_utf8_at_the_very_end(tmp_path):
 
 
 def test_single_symbol_corpus(tmp_path):
-    """A file of one repeated symbol trains (vocabulary of one, loss 0) and samples it."""
+    """A file of one repeated symbol trains every step (vocabulary of one: every loss is 0,
+    and so is every gradient, which must not turn into NaN on its way through the clipping and
+    the optimizer) and samples nothing but that symbol."""
     run = train_ok(tmp_path, b"a" * 500)
-    assert run.vocab.symbols == ("a",)
-    assert run.config["metrics"]["best_val_loss"] == pytest.approx(0.0, abs=1e-6)
+    latest = charrnn.load(tmp_path / "run", "latest")
+    assert run.vocab.symbols == ("a",) and latest.config["step"] == 6
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["step"], r["train_loss"], r["val_loss"]) for r in records] == [
+        (3, 0.0, 0.0),
+        (6, 0.0, 0.0),
+    ]
+    for name, weights in latest.model.params.items():
+        assert np.isfinite(weights).all(), name
+    proc = run_cli("sample", tmp_path / "run", "--length", "40", "--seed", "3")
+    assert proc.returncode == 0 and proc.stdout == "a" * 40 + "\n", proc.stdout + proc.stderr
 
 
 def test_ten_thousand_symbol_vocabulary(tmp_path):

@@ -9,8 +9,10 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,33 @@ def test_neurons_finds_a_planted_quote_unit():
     assert np.allclose(tr.cell[0][:, 1], features(tr.symbols[:-1])["in_quotes"], atol=0.05)
     best = rank_units(tr, top=3)["in_quotes"][0]
     assert (best.layer, best.unit) == (0, 1) and best.correlation > 0.95
+
+
+def held_bytes(tr) -> int:
+    """The memory a Trace holds in its arrays, and a pointer per symbol in its list."""
+    arrays = [tr.ids, tr.prob, tr.bits, tr.entropy, tr.top_ids, tr.top_probs, *tr.hidden]
+    arrays += [*(tr.cell or []), *(a for g in tr.gates or [] for a in g.values())]
+    return sum(a.nbytes for a in arrays) + 8 * len(tr.symbols)
+
+
+def test_a_trace_over_1_gib_is_refused_saying_how_many_symbols_fit():
+    """A text whose trace would take more than 1 GiB is refused before any work, naming how
+    many symbols fit; that number is honest: at the bytes per symbol a small trace of the same
+    model really holds, it is 1 GiB (to 1%: the estimate counts 12 bytes for each top
+    prediction, the arrays hold 16, and 8 for each id, which takes 1 here)."""
+    model, vocab = small_model(HOSTILE, "lstm", layers=2, hidden=512)
+    per_symbol = held_bytes(trace(model, vocab, HOSTILE * 3)) / (len(HOSTILE) * 3 - 1)
+    n = int(1.1 * (1 << 30) / per_symbol)  # ~48,000 predictions, 10% over
+    text = (HOSTILE * (n // len(HOSTILE) + 1))[: n + 1]
+    with pytest.raises(charrnn.ConfigError) as refused:
+        trace(model, vocab, text)
+    m = re.fullmatch(
+        rf"a trace of {n:,} symbols would not fit in memory; give at most ([\d,]+)",
+        str(refused.value),
+    )
+    assert m, str(refused.value)
+    fit = int(m[1].replace(",", ""))
+    assert fit * per_symbol == pytest.approx(1 << 30, rel=0.01)  # trace_bytes is an estimate
 
 
 def test_features_by_hand():
@@ -323,3 +352,65 @@ def test_pages_in_headless_chromium(trained_run, tmp_path):
         shot = tmp_path / f"{page.stem}.png"
         chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,600", page.as_uri())
         assert png_colours(shot) > 20
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every request with a tiny body and records its path."""
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        body = b"/* */" if not self.path.startswith("/img") else PNG_1PX
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_content_security_policy_blocks_every_fetch_in_chromium(tmp_path):
+    """A page whose content tries to load an image, a style sheet, a script, a frame, an
+    @import, a CSS background and a fetch() from a local server makes no request in headless
+    Chromium; the same page without the CSP makes them, so the server would have seen them."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    httpd.paths = []
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        hostile = (
+            f'<img src="{url}/img"><link rel="stylesheet" href="{url}/css">'
+            f'<script src="{url}/script"></script><iframe src="{url}/frame"></iframe>'
+            f'<style>@import url("{url}/import"); body {{ background: url("{url}/img-css") }}'
+            f'</style><script>fetch("{url}/fetch")</script>'
+        )
+        model, vocab = small_model(HOSTILE)
+        tr = trace(model, vocab, HOSTILE)
+        records = [{"step": 10, "train_loss": 3.0, "val_loss": 3.1, "sample": "x"}]
+        meta = f'<meta http-equiv="Content-Security-Policy" content="{html_page.CSP}">'
+        pages = {
+            "heat": html_page.heatmap_page(tr, "t"),
+            "report": html_page.report_page("r", {}, records, tr),
+        }
+        pages["control"] = pages["heat"].replace(meta, "")
+        assert pages["control"] != pages["heat"]
+        seen = {}
+        for name, page in pages.items():
+            path = tmp_path / f"{name}.html"
+            path.write_text(page.replace("</body>", hostile + "</body>"), encoding="utf-8")
+            httpd.paths.clear()
+            chromium(tmp_path, "--virtual-time-budget=2000", "--dump-dom", path.as_uri())
+            seen[name] = sorted(httpd.paths)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen["heat"] == seen["report"] == [], seen
+    # the loads the load event waits for; the CSS background and fetch() usually come too
+    assert {"/css", "/frame", "/img", "/import", "/script"} <= set(seen["control"]), seen

@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 import charrnn
+from charrnn import html
 from charrnn.repl import Repl
 from charrnn.sample import Streams
 
@@ -280,8 +281,9 @@ def test_interrupted_generation_keeps_the_state_of_the_text_shown(loaded, monkey
 
 
 def test_show_colours_each_symbol_by_surprisal(trained_run, monkeypatch):
-    """`:show on` on a colour terminal puts each generated symbol on a background colour (24-bit
-    escape codes); the text itself is what `:show off` prints; NO_COLOR turns colours off."""
+    """`:show on` on a colour terminal puts each generated symbol on the heat-map colour of its
+    surprisal under the model (24-bit escape codes); the text itself is what `:show off`
+    prints; NO_COLOR turns colours off."""
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     outputs = {}
     for no_color in (False, True):
@@ -319,3 +321,26 @@ def test_show_colours_each_symbol_by_surprisal(trained_run, monkeypatch):
     assert ansi.sub("", shown) == ansi.sub("", plain) and ansi.sub("", plain).strip()
     assert "48;" not in outputs[True, "on"]  # NO_COLOR: no background colours
     assert ansi.sub("", outputs[True, "on"]) == ansi.sub("", plain)
+    # Each colour is the heat-map colour of that symbol's surprisal, recomputed here from the
+    # model's own step: greedy symbols after "the " from a zero state.
+    run = charrnn.load(trained_run.dir, "best")
+    model, vocab = run.model, run.vocab
+    state = model.zero_state(1)
+    for i in vocab.encode("the "):
+        logits, state = model.step(np.array([i]), state)
+    shaded = re.findall(r"\x1b\[[0-9;]*48;2;(\d+);(\d+);(\d+)m([^\x1b])", shown)
+    expected, surprisals = [], []
+    for symbol in generated:
+        z = logits[0].astype(np.float64)
+        drawn = int(np.argmax(z))
+        assert vocab.symbols[drawn] == symbol
+        bits = (np.log(np.exp(z - z.max()).sum()) + z.max() - z[drawn]) / np.log(2)
+        if symbol != "\n":
+            expected.append((*html.surprisal_rgb(bits), symbol))
+            surprisals.append(bits)
+        logits, state = model.step(np.array([drawn]), state)
+    got = [(int(r), int(g), int(b), symbol) for r, g, b, symbol in shaded]
+    assert got == expected
+    # inside the scale, where a colour tells surprisals apart, and not one colour for all
+    assert min(surprisals) > 0 and max(surprisals) < html.SCALE_BITS
+    assert len({e[:3] for e in expected}) > 5

@@ -280,6 +280,21 @@ def test_invalid_settings_raise_config_error(model, vocab, kwargs):
         generate_many(model, vocab, 2, prime="the", length=5, **kwargs)
 
 
-def test_boundary_settings_are_valid():
-    """temperature 0, top-k 1 and top-p 1 are allowed."""
-    Sampler(0.0, top_k=1, top_p=1.0)
+def test_boundary_settings_are_valid(model, vocab):
+    """temperature 0, top-k 1 and top-p 1 are allowed everywhere the bad ones are refused,
+    and do what they say: top-k 1 and temperature 0 keep the likeliest symbol alone, top-p 1
+    keeps the whole distribution."""
+    logits = LOGITS[None, :]
+    one_hot = np.eye(len(LOGITS))[[0]]
+    np.testing.assert_allclose(Sampler(1.0, top_k=1, seed=0).probs(logits), one_hot)
+    np.testing.assert_allclose(Sampler(1.0, top_p=1.0).probs(logits), softmax(LOGITS)[None])
+    for kwargs in ({"temperature": 0.0}, {"top_k": 1}, {"temperature": 0.0, "top_k": 1}):
+        sampler = Sampler(**kwargs, top_p=1.0, seed=0)
+        assert (sampler.draw(np.repeat(logits, 500, axis=0)) == 0).all()
+    draws = Sampler(1.0, top_p=1.0, seed=0).draw(np.repeat(logits, 4000, axis=0))
+    assert chi_square(draws, softmax(LOGITS)) < CHI2_999_5DOF
+    expected = greedy_reference(model, vocab, "the ", 30)
+    greedy = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}
+    assert "".join(generate(model, vocab, "the ", 30, **greedy)) == expected
+    assert "".join(generate(model, vocab, "the ", 30, temperature=1.0, top_k=1)) == expected
+    assert generate_many(model, vocab, 2, prime="the ", length=30, **greedy) == [expected] * 2

@@ -94,6 +94,93 @@ def test_layer_names_and_shapes_map_onto_torch(cell):
     assert model.zero_state(4).shape == (3, 2 if cell == "lstm" else 1, 4, 5)
 
 
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-a))
+
+
+def torch_weights(model: CharRNN, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """Per layer, torch's `weight_ih`, `weight_hh`, `bias_ih`, `bias_hh` from charrnn's params by
+    the documented mapping: W_xh = weight_ih.T, W_hh = weight_hh.T, b_h = bias_ih + bias_hh
+    (split at random: any split is the same layer), a GRU's b_hn = bias_hh's n block."""
+    H, layers = model.hidden_size, []
+    for layer in range(model.layers):
+        s = "" if layer == 0 else str(layer + 1)
+        p = model.params
+        bias_hh = rng.standard_normal(p[f"b_h{s}"].shape)  # (GH,)
+        if model.cell == "gru":
+            bias_hh[2 * H :] = 0
+        bias_ih = p[f"b_h{s}"] - bias_hh
+        if model.cell == "gru":
+            bias_hh[2 * H :] = p[f"b_hn{s}"]
+        layers.append(
+            {
+                "weight_ih": p[f"W_xh{s}"].T,  # (GH, in)
+                "weight_hh": p[f"W_hh{s}"].T,  # (GH, H)
+                "bias_ih": bias_ih,  # (GH,)
+                "bias_hh": bias_hh,  # (GH,)
+            }
+        )
+    return layers
+
+
+def torch_forward(cell, layers, W_hy, b_y, x, h0, c0):
+    """nn.RNN (tanh) / nn.LSTM / nn.GRU then nn.Linear, straight from torch's documented
+    equations: x (T, B, V) one-hot, h0 and c0 (L, B, H) -> logits (T, B, V), h_T, c_T."""
+    h, c, out = h0.copy(), c0.copy(), []
+    for x_t in x:  # (B, V)
+        below = x_t
+        for k, w in enumerate(layers):
+            gi = below @ w["weight_ih"].T + w["bias_ih"]  # (B, GH)
+            gh = h[k] @ w["weight_hh"].T + w["bias_hh"]  # (B, GH)
+            if cell == "rnn":
+                h[k] = np.tanh(gi + gh)
+            elif cell == "lstm":
+                i, f, g, o = np.split(gi + gh, 4, axis=1)
+                i, f, g, o = sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
+                c[k] = f * c[k] + i * g
+                h[k] = o * np.tanh(c[k])
+            else:
+                i_r, i_z, i_n = np.split(gi, 3, axis=1)
+                h_r, h_z, h_n = np.split(gh, 3, axis=1)
+                r, z = sigmoid(i_r + h_r), sigmoid(i_z + h_z)
+                n = np.tanh(i_n + r * h_n)
+                h[k] = (1 - z) * n + z * h[k]
+            below = h[k]
+        out.append(below @ W_hy + b_y)  # nn.Linear with weight W_hy.T
+    return np.stack(out), h, c
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_forward_matches_torchs_documented_equations(cell, layers):
+    """Through the documented name mapping, charrnn's `step` logits and its training forward's
+    loss and final state equal a float64 reference written from torch's equations (gates i, f,
+    g, o and r, z, n; GRU's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))): CI has no torch."""
+    V, H, B, T = 6, 4, 3, 5
+    rng = np.random.default_rng(len(cell) + 10 * layers)
+    model = perturbed(V, H, cell, layers, seed=layers)
+    ids = rng.integers(0, V, (B, T + 1))
+    state0 = 0.5 * rng.standard_normal(model.state_shape(B))  # (L, S, B, H): h, then an LSTM's c
+    h0 = state0[:, 0].copy()
+    c0 = state0[:, 1].copy() if cell == "lstm" else np.zeros_like(h0)
+    x = np.eye(V)[ids[:, :T].T]  # (T, B, V)
+    ref, h_T, c_T = torch_forward(
+        cell, torch_weights(model, rng), model.params["W_hy"], model.params["b_y"], x, h0, c0
+    )
+    state = state0
+    for t in range(T):
+        logits, state = model.step(ids[:, t], state)
+        np.testing.assert_allclose(logits, ref[t], rtol=0, atol=1e-12, err_msg=f"step {t}")
+    final = np.stack([h_T, c_T] if cell == "lstm" else [h_T], axis=1)  # (L, S, B, H)
+    np.testing.assert_allclose(state, final, rtol=0, atol=1e-12)
+    z = ref - ref.max(axis=2, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))  # (T, B, V)
+    nats = -np.take_along_axis(log_p, ids[:, 1:].T[..., None], axis=2).mean()
+    loss, state_T = model.loss(ids[:, :T], ids[:, 1:], state0)
+    assert loss == pytest.approx(nats, rel=1e-12)
+    np.testing.assert_allclose(state_T, final, rtol=0, atol=1e-12)
+
+
 def test_gated_initialisation_is_pytorchs():
     """The gated cells start as torch.nn.LSTM/GRU: weights uniform in +-1/sqrt(H), b_h the
     sum of two such draws (bias_ih + bias_hh), the GRU's n block and b_hn one draw each; the
