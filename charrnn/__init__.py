@@ -1,7 +1,7 @@
 """charrnn: character-level text generation with a recurrent network in NumPy."""
 
 from charrnn.checkpoint import Run, load
-from charrnn.corpus import TextFile
+from charrnn.corpus import TextFile, TextFiles
 from charrnn.errors import (
     CharRNNError,
     CheckpointError,
@@ -35,6 +35,7 @@ __all__ = [
     "Sampler",
     "StepStats",
     "TextFile",
+    "TextFiles",
     "Trace",
     "TrainConfig",
     "TrainResult",

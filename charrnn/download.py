@@ -190,18 +190,15 @@ def _disk_error(path: Path, exc: OSError) -> DownloadError:
     return DownloadError(f"cannot write {path} ({exc.strerror or exc})")
 
 
-def _attempt(
-    url: str, part: Path, entry: Entry, progress: Progress, timeout: float, max_bytes: int
-) -> None:
-    """One request, appending to `part` from its current size (a Range request) or rewriting
-    it (a server that ignores Range). Raises _Transient for what a retry may cure."""
-    offset = part.stat().st_size if part.exists() else 0
+def _request(url: str, part: Path, offset: int, timeout: float):
+    """The server's response to a GET from `offset` on; _Transient for what a retry may
+    cure, _UrlFailed for what it cannot."""
     headers = {"User-Agent": f"charrnn/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # the part file is already whole, or stale
             part.unlink()
@@ -219,6 +216,15 @@ def _attempt(
         raise _Transient(f"no answer within {timeout:g} s") from None
     except (ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(f"connection failed ({exc})") from None
+
+
+def _attempt(
+    url: str, part: Path, entry: Entry, progress: Progress, timeout: float, max_bytes: int
+) -> None:
+    """One request, appending to `part` from its current size (a Range request) or rewriting
+    it (a server that ignores Range). Raises _Transient for what a retry may cure."""
+    offset = part.stat().st_size if part.exists() else 0
+    response = _request(url, part, offset, timeout)
     with response:
         length = response.headers.get("Content-Length")
         length = int(length) if length and length.isdigit() else None

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from charrnn.corpus import Source
+from charrnn.errors import CorpusError
+
 if TYPE_CHECKING:
     from charrnn.checkpoint import Run
-
-SOURCE_KEYS = ("builtin", "download", "path", "paths", "url", "encoding")  # where a corpus is
 
 
 def weights_digest(params: dict[str, np.ndarray]) -> str:
@@ -26,16 +27,11 @@ def weights_digest(params: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def describe_source(corpus: dict) -> str:
-    """A corpus description for people: a built-in or downloaded name, a path or URL."""
-    for key in ("builtin", "download", "url", "path"):
-        if isinstance(corpus.get(key), str):
-            return corpus[key]
-    paths = corpus.get("paths")
-    if isinstance(paths, list) and paths:
-        more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
-        return f"{paths[0]}{more}"
-    return "unknown corpus"
+def _describe(recorded: object) -> str:
+    try:
+        return Source.from_json(recorded).describe()
+    except CorpusError:
+        return "an in-memory text"
 
 
 def lineage_line(meta: dict) -> str | None:
@@ -48,10 +44,18 @@ def lineage_line(meta: dict) -> str | None:
     step = base.get("step")
     return (
         f"{base.get('path')} at step {step:,} "
-        f"(trained on {describe_source(base.get('corpus') or {})}, "
+        f"(trained on {_describe(base.get('corpus'))}, "
         f"weights sha256 {str(base.get('weights_sha256', ''))[:12]}), "
         + (f"{len(added)} symbols added: {shown}" if added else "no symbols added")
     )
+
+
+def _where(recorded: dict) -> dict:
+    """Only where a corpus came from, not its counts."""
+    try:
+        return Source.from_json(recorded).to_json()
+    except CorpusError:
+        return {}
 
 
 def record(base: Run, init_from: str | os.PathLike, added: list[str]) -> dict:
@@ -62,7 +66,7 @@ def record(base: Run, init_from: str | os.PathLike, added: list[str]) -> dict:
         "checkpoint": str(base.path),
         "step": base.config["step"],
         "weights_sha256": weights_digest(base.model.params),
-        "corpus": {k: v for k, v in corpus.items() if k in SOURCE_KEYS},
+        "corpus": _where(corpus),
         "symbols_added": added,
         **({"base": base.config["init_from"]} if "init_from" in base.config else {}),
     }

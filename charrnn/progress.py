@@ -146,6 +146,14 @@ class RichObserver(Observer):
             + (f", resuming at step {info['step']:,}" if info["step"] else ""),
             markup=False,
         )
+        skipped = info.get("skipped", ())
+        if skipped:
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            self.out.print(
+                f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that "
+                f"{'are' if len(skipped) > 1 else 'is'} not text: " + ", ".join(skipped[:5]) + more,
+                markup=False,
+            )
         if live(self.out):
             self.progress = Progress(
                 TextColumn("step {task.fields[step]:>6,}"),

@@ -26,10 +26,12 @@ from charrnn.corpus import (
     EncodedText,
     IdFile,
     TextFile,
+    TextFiles,
+    cache_key,
     encode_file,
     encode_file_ids,
     encode_text,
-    split_ids,
+    key_changes,
     text_digest,
 )
 from charrnn.errors import (
@@ -148,7 +150,7 @@ def evaluate_file(
 
 
 def train(
-    text: str | TextFile,
+    text: str | TextFile | TextFiles,
     config: TrainConfig,
     run_dir: str | Path,
     source: dict | None = None,
@@ -157,8 +159,8 @@ def train(
     stop: Callable[[], bool] | None = None,
     init_from: str | os.PathLike | checkpoint.Run | None = None,
 ) -> TrainResult:
-    """Train a CharRNN on `text` (a string, or a TextFile streamed into a memory-mapped id
-    cache), checkpointing into `run_dir`; resume continues it exactly.
+    """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
+    memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
 
     `init_from` (a run directory, its best checkpoint, or any .npz; or a loaded Run) starts the
     new run from that model's weights instead of random ones: its cell, layers, hidden size and
@@ -192,7 +194,7 @@ def train(
 
 
 def _train(
-    text: str | TextFile,
+    text: str | TextFile | TextFiles,
     config: TrainConfig,
     run_dir: Path,
     source: dict | None,
@@ -246,7 +248,7 @@ class _Run:
 
     def start(
         self,
-        text: str | TextFile,
+        text: str | TextFile | TextFiles,
         source: dict | None,
         resume: bool,
         base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
@@ -260,8 +262,8 @@ class _Run:
             _check_same_training(config, saved["meta"].get("train"), run_dir)
         include = base[0].vocab if base is not None else None
         try:
-            encoded = _encode(text, config.unit, run_dir, saved, self.observer, self.stop, include)
-            train_ids, val_ids = split_ids(encoded.ids, config.val_fraction)
+            encoded = _encode(text, config, run_dir, saved, self.observer, self.stop, include)
+            train_ids, val_ids = encoded.split()
             self.streams = Streams(train_ids, config.batch, config.seq_len)
         except (CharRNNError, KeyboardInterrupt):
             if saved is None:
@@ -271,14 +273,7 @@ class _Run:
         self.eval_ids = val_ids[: config.eval_symbols or EVAL_SYMBOLS]  # the same first ones
         lineage_meta = saved["meta"].get("init_from") if saved is not None else None
         if base is not None:
-            base_run, init_from = base
-            params = {k: v.astype(np.float32) for k, v in base_run.model.params.items()}
-            params = start_from_base(
-                params, base_run.vocab, self.vocab, train_ids, config.cell, config.seed
-            )
-            self.model = CharRNN.from_params(params, config.cell)
-            added = [s for s in self.vocab.symbols if s not in base_run.vocab]
-            lineage_meta = lineage.record(base_run, init_from, added)
+            lineage_meta = self._start_from_base(*base, train_ids)
         else:
             self.model = CharRNN(
                 len(self.vocab),
@@ -292,27 +287,7 @@ class _Run:
         self.state = self.model.zero_state(config.batch)  # (L, S, B, H), carried across chunks
         if saved is not None:
             self._restore(saved)
-        self.meta = {
-            "format": checkpoint.FORMAT,
-            "format_version": checkpoint.FORMAT_VERSION,
-            "model": {
-                "cell": self.model.cell,
-                "layers": self.model.layers,
-                "vocab_size": len(self.vocab),
-                "hidden_size": config.hidden,
-                "dtype": self.model.dtype.name,
-            },
-            "vocab": self.vocab.to_json(),
-            "train": dataclasses.asdict(config),
-            "corpus": {
-                **(source or {}),
-                "symbols": len(encoded.ids),
-                "train_symbols": len(train_ids),
-                "val_symbols": len(val_ids),
-                "sha256": encoded.digest,
-            },
-            **({"init_from": lineage_meta} if lineage_meta is not None else {}),
-        }
+        self.meta = self._metadata(source, encoded, len(train_ids), len(val_ids), lineage_meta)
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
             {
@@ -321,6 +296,7 @@ class _Run:
                 "train_symbols": len(train_ids),
                 "val_symbols": len(val_ids),
                 "eval_symbols": len(self.eval_ids),
+                "skipped": encoded.skipped,
                 "params": sum(p.size for p in self.model.params.values()),
                 "chunks_per_epoch": self.streams.chunks_per_epoch,
                 "step": self.step,
@@ -328,6 +304,46 @@ class _Run:
                 "init_from": lineage_meta,
             }
         )
+
+    def _start_from_base(
+        self, base: checkpoint.Run, init_from: str | os.PathLike, train_ids: np.ndarray
+    ) -> dict:
+        """The model of a run that starts from `base`: its weights moved onto this run's
+        vocabulary; returns the lineage to record."""
+        params = {k: v.astype(np.float32) for k, v in base.model.params.items()}
+        config = self.config
+        params = start_from_base(
+            params, base.vocab, self.vocab, train_ids, config.cell, config.seed
+        )
+        self.model = CharRNN.from_params(params, config.cell)
+        added = [s for s in self.vocab.symbols if s not in base.vocab]
+        return lineage.record(base, init_from, added)
+
+    def _metadata(
+        self, source: dict | None, encoded: EncodedText, n_train: int, n_val: int, lineage_meta
+    ) -> dict:
+        """What every checkpoint of the run says about it besides its step and metrics."""
+        return {
+            "format": checkpoint.FORMAT,
+            "format_version": checkpoint.FORMAT_VERSION,
+            "model": {
+                "cell": self.model.cell,
+                "layers": self.model.layers,
+                "vocab_size": len(self.vocab),
+                "hidden_size": self.config.hidden,
+                "dtype": self.model.dtype.name,
+            },
+            "vocab": self.vocab.to_json(),
+            "train": dataclasses.asdict(self.config),
+            "corpus": {
+                **(source or {}),
+                "symbols": len(encoded.ids),
+                "train_symbols": n_train,
+                "val_symbols": n_val,
+                "sha256": encoded.digest,
+            },
+            **({"init_from": lineage_meta} if lineage_meta is not None else {}),
+        }
 
     def _restore(self, saved: dict) -> None:
         """Weights, optimizer state, carried state, counters and generators from latest.npz."""
@@ -550,8 +566,8 @@ class _Run:
 
 
 def _encode(
-    text: str | TextFile,
-    unit: str,
+    text: str | TextFile | TextFiles,
+    config: TrainConfig,
     run_dir: Path,
     state: dict | None,
     observer: Observer,
@@ -561,26 +577,37 @@ def _encode(
     """The training text as ids, in the checkpoint's vocabulary when resuming (with `include`'s
     symbols too when starting from a base). A stop request while a large file is encoded raises
     KeyboardInterrupt: there is nothing to save."""
+    unit, val_fraction = config.unit, config.val_fraction
     vocab = Vocab.from_json(state["meta"]["vocab"]) if state is not None else None
     include = vocab or include
-    if isinstance(text, TextFile):
+    files = isinstance(text, (TextFile, TextFiles))
+    changes = ""
+    if files:
 
         def progress(what: str, done: int, total: int) -> None:
             if stop():
                 raise KeyboardInterrupt
             observer.on_encode(what, done, total)
 
-        encoded = encode_file(text, unit, run_dir, progress, include=include)
+        before = cache_key(run_dir) if state is not None else None
+        encoded = encode_file(
+            text, unit, run_dir, progress, val_fraction=val_fraction, include=include
+        )
         if vocab is not None and encoded.vocab != vocab and encoded.digest == _digest(state):
             raise CheckpointError(f"{run_dir}: the corpus cache disagrees with the checkpoint")
         digest = encoded.digest
+        if state is not None and digest != _digest(state):
+            changes = key_changes(before, cache_key(run_dir))
     else:
         digest = text_digest(text)
     if state is not None and digest != _digest(state):
         raise CheckpointError(
             f"{run_dir}: the training text differs from the one this run started on"
+            + (f" (its files changed: {changes})" if changes else "")
         )
-    return encoded if isinstance(text, TextFile) else encode_text(text, unit, include=include)
+    if files:
+        return encoded
+    return encode_text(text, unit, include=include, val_fraction=val_fraction)
 
 
 def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:

@@ -23,10 +23,13 @@ from conftest import assert_usage_error, cli_env, run_cli
 
 from charrnn import TrainConfig, download, train
 from charrnn.corpus import (
+    FILE_SEPARATOR,
     SHAKESPEARE_SHA256,
     builtin_corpus,
+    encode_file,
     load_corpus,
     python_source,
+    walk,
 )
 from charrnn.errors import CorpusError, DownloadError
 
@@ -503,12 +506,19 @@ def test_shakespeare_is_tinyshakespeare():
     assert text.startswith("First Citizen:")
 
 
-def test_python_source_is_deterministic_code():
-    text, _ = python_source()
-    fresh, _ = python_source.__wrapped__()  # built again, not from the cache
-    assert fresh == text and len(text) > 1_000_000
+def test_python_source_is_deterministic_code(tmp_path):
+    """The standard library's files, walked in the same order every time, stream into the id
+    cache as code: headers, no tests, no codec tables."""
+    source = python_source()
+    assert source == builtin_corpus("python-source")
+    files = [e.rel for e in walk(source)]
+    assert files == [e.rel for e in walk(python_source())] and files == sorted(files)
+    assert "argparse.py" in files
+    assert not any(f.startswith(("test/", "encodings/")) or "/test/" in f for f in files)
+    encoded = encode_file(source, "grapheme", tmp_path / "run")
+    assert len(encoded.ids) > 1_000_000
+    text = encoded.vocab.decode(encoded.ids)
     assert "# ==> argparse.py <==\n" in text and "def " in text
-    assert "# ==> test/" not in text and "# ==> encodings/" not in text
 
 
 def test_python_source_declared_encodings_and_undecodable_files(tmp_path):
@@ -520,10 +530,12 @@ def test_python_source_declared_encodings_and_undecodable_files(tmp_path):
     (root / "pkg" / "b.py").write_bytes(b"x = 1")
     (root / "bad.py").write_bytes(b"x = '\xff'\n")
     (root / "test" / "t.py").write_bytes(b"skipped = True\n")
-    text, skipped = python_source(str(root))
-    assert skipped == ("bad.py",)
-    assert text == (
-        "# ==> a.py <==\n# -*- coding: latin-1 -*-\nname = 'é'\n# ==> pkg/b.py <==\nx = 1\n"
+    encoded = encode_file(python_source(root), "grapheme", tmp_path / "run")
+    assert encoded.skipped == ("lib/bad.py",)
+    assert encoded.vocab.decode(encoded.ids) == (
+        "# ==> a.py <==\n# -*- coding: latin-1 -*-\nname = 'é'\n"
+        + FILE_SEPARATOR
+        + "# ==> pkg/b.py <==\nx = 1"
     )
 
 

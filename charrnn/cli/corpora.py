@@ -29,7 +29,12 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     table.add_column("characters", justify="right")
     table.add_column("what it is")
     for name, (description, load) in sorted(corpus.BUILTIN.items()):
-        table.add_row(name, f"{len(load()):,}", description)
+        text = load()
+        if isinstance(text, str):
+            size = f"{len(text):,}"
+        else:  # files streamed when training: their bytes, about as many characters
+            size = f"~{sum(e.path.stat().st_size for e in corpus.walk(text)):,}"
+        table.add_row(name, size, description)
     out.print(table)
 
     table = Table(

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from charrnn import checkpoint, colours, corpus, download, training
+from charrnn import checkpoint, colours, corpus, training
 from charrnn import html as html_page
 from charrnn.chart import loss_chart
 from charrnn.cli.common import LN2, int_range
@@ -112,9 +112,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     lineage = lineage_line(meta)
     if lineage is not None:
         table.add_row("started from", escape(lineage))
-    table.add_row(
-        "corpus", ", ".join(f"{k} {v}" for k, v in meta.get("corpus", {}).items() if k != "sha256")
-    )
+    table.add_row("corpus", escape(describe_corpus(meta.get("corpus") or {})))
     for k, v in meta.get("train", {}).items():
         table.add_row(k.replace("_", "-"), str(v))
     table.add_row("step", f"{meta['step']:,}")
@@ -131,6 +129,18 @@ def cmd_info(args: argparse.Namespace) -> int:
         if chart is not None:
             out.print(chart)
     return 0
+
+
+def describe_corpus(recorded: dict) -> str:
+    """What a run trained on, and how many symbols it held, split and all."""
+    try:
+        where = corpus.Source.from_json(recorded).describe()
+    except CorpusError:
+        where = "an in-memory text"
+    counts = [(k, recorded[k]) for k in ("symbols", "train_symbols", "val_symbols")]
+    return where + "".join(
+        f", {k.replace('_', ' ')} {v:,}" for k, v in counts if isinstance(v, int)
+    )
 
 
 def read_head(path: Path, encoding: str, max_chars: int) -> str:
@@ -316,22 +326,19 @@ def read_metrics(run_path: Path, meta: dict) -> list[dict]:
 def validation_tail(meta: dict, max_chars: int) -> str:
     """The last max_chars characters of the corpus the run trained on, from a line start
     (inside the validation split when that is longer); CharRNNError when it is not at hand."""
-    source = meta.get("corpus") or {}
-    if "builtin" in source:
-        text = corpus.builtin_corpus(source["builtin"])[-4 * max_chars :]
+    try:
+        source = corpus.Source.from_json(meta.get("corpus"))
+        builtin = corpus.builtin_corpus(source.builtin) if source.builtin else None
+        path = None if isinstance(builtin, str) else source.local_path()
+    except CorpusError as exc:
+        raise ConfigError(f"{exc}; give --text FILE") from None
+    if path is None:
+        text = builtin[-4 * max_chars :]
     else:
-        if "path" in source:
-            path = Path(source["path"])
-        elif "download" in source and source["download"] in download.catalogue():
-            path = download.cached_path(download.catalogue()[source["download"]])
-        elif "url" in source:
-            path = download.cached_path(download.url_entry(source["url"]))
-        else:
-            raise ConfigError("the run does not say what it trained on; give --text FILE")
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 8 * max_chars))
-                text = f.read().decode(source.get("encoding", "utf-8"), errors="ignore")
+                text = f.read().decode(source.encoding, errors="ignore")
         except (OSError, LookupError) as exc:
             raise CorpusError(f"{path}: cannot read ({exc}); give --text FILE") from None
     text = text[-max_chars:]

@@ -27,23 +27,27 @@ from charrnn.config import (
     TrainConfig,
     changed_on_resume,
 )
-from charrnn.errors import CharRNNError, ConfigError
+from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.observe import StopRequest
 from charrnn.progress import DownloadProgress, RichObserver, console
 
 
 def add_commands(commands) -> None:
-    p = commands.add_parser("train", help="train a model on a text file or a built-in corpus")
+    p = commands.add_parser(
+        "train", help="train a model on text files and folders, or a built-in corpus"
+    )
     p.add_argument(
         "file",
-        nargs="?",
-        help="UTF-8 text file, or an http(s) URL downloaded once into the cache "
-        "(default: the python-docs corpus)",
+        nargs="*",
+        metavar="FILE",
+        help="UTF-8 text files and directories (walked recursively, hidden names and files that "
+        "are not text skipped), joined as one corpus; or one http(s) URL downloaded once into "
+        "the cache (default: the python-docs corpus)",
     )
     p.add_argument(
         "--corpus", metavar="NAME", help="built-in or downloadable corpus (see `charrnn corpora`)"
     )
-    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (default utf-8)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the files (default utf-8)")
     p.add_argument("--out", metavar="DIR", type=Path, help="run directory (default runs/<time>)")
     p.add_argument("--resume", metavar="DIR", type=Path, help="continue the run in DIR")
     p.add_argument(
@@ -104,23 +108,20 @@ class StopFlag(StopRequest):
 
 
 def load_text(
-    out: Console, file: str | None = None, name: str | None = None, encoding: str = "utf-8"
-) -> tuple[str | corpus.TextFile, dict]:
-    """load_corpus with a download bar, and a word about python-source files left out."""
+    out: Console,
+    files: list[str] | None = None,
+    name: str | None = None,
+    encoding: str = "utf-8",
+    source: corpus.Source | None = None,
+) -> tuple[str | corpus.TextFile | corpus.TextFiles, dict]:
+    """The corpus of FILE... or --corpus NAME (or a recorded `source`), with a download bar."""
     bar = DownloadProgress(out)
     try:
-        text, source = corpus.load_corpus(file, name, encoding, progress=bar)
+        if source is not None:
+            return source.load(bar), source.to_json()
+        return corpus.load_corpus(files or None, name, encoding, progress=bar)
     finally:
         bar.stop()
-    if source.get("builtin") == "python-source":
-        skipped = corpus.python_source()[1]
-        if skipped:
-            out.print(
-                f"python-source: skipped {len(skipped)} file(s) that do not decode: "
-                + ", ".join(skipped),
-                markup=False,
-            )
-    return text, source
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -145,19 +146,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             config.steps, config.minutes = given.get("steps"), given.get("minutes")
         for k in given.keys() - {"steps", "minutes"}:
             setattr(config, k, given[k])
-        if args.file is None and args.corpus is None:
-            if "builtin" in source or "download" in source:
-                text, source = load_text(out, name=source.get("builtin") or source["download"])
-            elif "path" in source or "url" in source:
-                text, source = load_text(
-                    out,
-                    source.get("path") or source["url"],
-                    encoding=source.get("encoding", "utf-8"),
-                )
-            else:
-                raise ConfigError(
-                    f"{args.resume}: the run does not say what it trained on; give FILE"
-                )
+        if not args.file and args.corpus is None:
+            try:
+                recorded = corpus.Source.from_json(source)
+            except CorpusError as exc:
+                raise ConfigError(f"{args.resume}: {exc}; give FILE") from None
+            text, source = load_text(out, source=recorded)
         else:
             text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.resume
