@@ -272,7 +272,7 @@ def test_cli_fine_tunes_and_info_shows_the_lineage(cli_base, tmp_path):
         "--steps", "6", "--eval-every", "3", "--out", out,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "gru 1 x 12" in proc.stdout and "lr 0.001" in proc.stdout
+    assert "gru 1 x 12" in proc.stdout and f"lr {charrnn.config.FINE_TUNE_LR:g}" in proc.stdout
     info = run_cli("info", out)
     assert info.returncode == 0, info.stderr
     line = next(line for line in info.stdout.splitlines() if "started from" in line)
@@ -326,3 +326,35 @@ def test_cli_refuses_a_missing_damaged_or_foreign_base_and_resume(cli_base, tmp_
 def test_load_base_names_the_option():
     with pytest.raises(CheckpointError, match=r"^--init-from: "):
         charrnn.training.load_base("/nonexistent/run")
+
+
+# ---- the base that ships ------------------------------------------------------------------
+
+
+def test_the_english_base_ships_and_loads_as_float32():
+    base = charrnn.training.load_base("english")
+    assert base.path == charrnn.training.BASES["english"]
+    assert (base.model.cell, base.model.layers, base.model.hidden_size) == ("lstm", 2, 256)
+    assert all(p.dtype == np.float32 for p in base.model.params.values())
+    assert base.config["model"]["dtype"] == "float16"  # stored small, computed in float32
+    assert "bench_transfer.py" in base.config["made_by"] and base.config["step"] == 2500
+    assert {"a", "Z", "(", "\n"} <= set(base.vocab.symbols)
+
+
+def test_cli_fine_tunes_from_english_and_a_local_run_named_english_wins(tmp_path):
+    (tmp_path / "new.txt").write_text(NEW_TEXT, encoding="utf-8")
+    common = ("--batch", "2", "--seq-len", "8", "--steps", "2", "--eval-every", "2")
+    proc = run_cli(
+        "train", "new.txt", "--init-from", "english", *common, "--out", "ft", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lstm 2 x 256" in proc.stdout
+    info = run_cli("info", "ft", cwd=tmp_path).stdout
+    assert "started from" in info and "english at step 2,500" in info
+    # a run directory called english in the working directory is what the user means
+    proc = run_cli("train", "new.txt", "--hidden", "8", *common, "--out", "english", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(
+        "train", "new.txt", "--init-from", "english", *common, "--out", "ft2", cwd=tmp_path
+    )
+    assert proc.returncode == 0 and "rnn 1 x 8" in proc.stdout, proc.stderr
