@@ -122,7 +122,7 @@ def main() -> int:
     p.add_argument("--base-steps", type=int, default=2500)
     p.add_argument("--package-base", type=Path, metavar="NPZ", help="write the base as float16")
     p.add_argument("--text", nargs="+", help="target files (Vim's user manual)")
-    p.add_argument("--steps", type=int, default=1200, help="equal-step budget (1200)")
+    p.add_argument("--steps", type=int, default=1200, help="equal-step budget (1200; 0: skip)")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--minutes", type=float, default=0, help="equal-time budget (0: skip)")
     p.add_argument("--lr", type=float, action="append", help="fine-tuning rates (1e-3)")
@@ -154,25 +154,23 @@ def main() -> int:
         f"step {base.config['step']}; target {len(paths)} files; runs in {out}",
         flush=True,
     )
-    budgets = [("steps", {"steps": args.steps, "eval_every": args.eval_every})]
+    budgets = [("steps", {"steps": args.steps, "eval_every": args.eval_every})] * bool(args.steps)
     if args.minutes:
         budgets.append(("minutes", {"minutes": args.minutes, "eval_every": args.eval_every}))
     for label, budget in budgets:
         results = {}
-        scratch = charrnn.TrainConfig.for_budget(minutes=10, **budget)
-        scratch = dataclasses.replace(
-            scratch,
-            cell=base.model.cell,
-            layers=base.model.layers,
-            hidden=base.model.hidden_size,
-            **({"minutes": budget["minutes"]} if "minutes" in budget else {"minutes": None}),
-        )
+        # the long budget's settings, with this budget (steps or minutes) and the base's model
+        long = {"minutes": charrnn.config.LONG_BUDGET_MINUTES}
+        arch = charrnn.config.base_architecture(base)
+        scratch = charrnn.TrainConfig.for_budget(**long, **arch)
         runs = [("scratch", scratch, None)]
         for lr in lrs:
-            config = charrnn.TrainConfig.for_budget(base, minutes=10, lr=lr, **budget)
-            if "steps" in budget:
-                config = dataclasses.replace(config, minutes=None)
+            config = charrnn.TrainConfig.for_budget(base, **long, lr=lr)
             runs.append((f"base lr {lr:g}", config, args.base))
+        runs = [
+            (name, dataclasses.replace(c, **{"steps": None, "minutes": None, **budget}), init_from)
+            for name, c, init_from in runs
+        ]
         for name, config, init_from in runs:
             run_dir = out / f"{label}-{name.replace(' ', '-')}"
             results[name] = charrnn.train(
