@@ -232,7 +232,7 @@ def test_download_defaults_are_the_readmes(base, server):
     back-off 1, 2, 4 s, a 1 GiB cap, a 30 s stall timeout. The attempts and the 1 GiB cap are
     met on the server with the defaults; the back-off doubles (measured with a short first
     pause), from a first pause of 1 s."""
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "cli.md").read_text().split())
     assert "are retried 4 times with back-off (1, 2, 4 s)" in readme
     assert "may not exceed 1 GiB" in readme and "stalls for 30 s counts as a failure" in readme
     defaults = {name: p.default for name, p in inspect.signature(download.fetch).parameters.items()}
