@@ -25,6 +25,7 @@ from charrnn.vocab import (
     JOINING_CLASS,
     Vocab,
     code_points,
+    merge_vocab,
     one_symbol_per_point,
     split_symbols,
 )
@@ -250,6 +251,15 @@ class Source:
             return walk(files or TextFiles(self.paths, self.encoding))[-1].path
         except (CharRNNError, IndexError):
             raise CorpusError("the files the run trained on are gone") from None
+
+
+def describe(recorded: object) -> str:
+    """What a run's metadata says it trained on, for people (a text given in memory has no
+    recorded source)."""
+    try:
+        return Source.from_json(recorded).describe()
+    except CorpusError:
+        return "an in-memory text"
 
 
 def _files_corpus(paths: Sequence[str | os.PathLike], encoding: str) -> tuple[TextFiles, dict]:
@@ -671,11 +681,11 @@ def _load_cache(cache_dir: Path, key: dict, include: Vocab | None) -> EncodedTex
 
 def _vocab(symbols: set[str], unit: str, include: Vocab | None) -> Vocab:
     """The vocabulary of a text's symbols and, when given, another vocabulary's."""
-    if include is not None:
-        if include.unit != unit:
-            raise VocabError(f"cannot include a {include.unit} vocabulary in a {unit} one")
-        symbols = symbols | set(include.symbols)
-    return Vocab(sorted(symbols), unit)
+    if include is None:
+        return Vocab(sorted(symbols), unit)
+    if include.unit != unit:
+        raise VocabError(f"cannot include a {include.unit} vocabulary in a {unit} one")
+    return merge_vocab(include, symbols)
 
 
 def encode_file(

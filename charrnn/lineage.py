@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from charrnn import corpus
 from charrnn.corpus import Source
 from charrnn.errors import CorpusError
 
@@ -27,13 +28,6 @@ def weights_digest(params: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _describe(recorded: object) -> str:
-    try:
-        return Source.from_json(recorded).describe()
-    except CorpusError:
-        return "an in-memory text"
-
-
 def lineage_line(meta: dict) -> str | None:
     """One line on the base a run started from (None for a run from random weights)."""
     base = meta.get("init_from")
@@ -44,7 +38,7 @@ def lineage_line(meta: dict) -> str | None:
     step = base.get("step")
     return (
         f"{base.get('path')} at step {step:,} "
-        f"(trained on {_describe(base.get('corpus'))}, "
+        f"(trained on {corpus.describe(base.get('corpus'))}, "
         f"weights sha256 {str(base.get('weights_sha256', ''))[:12]}), "
         + (f"{len(added)} symbols added: {shown}" if added else "no symbols added")
     )

@@ -10,21 +10,15 @@ shifted to the base model's scale of logits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from charrnn.errors import VocabError
 from charrnn.model import CharRNN
-from charrnn.vocab import Vocab
+from charrnn.vocab import Vocab, merge_vocab  # noqa: F401  (merge_vocab: part of the merge)
 
-VOCAB_ARRAYS = ("W_xh", "W_hy", "b_y")  # the arrays indexed by symbol; every other one is not
 CALIBRATION_STREAMS, CALIBRATION_STEPS = 16, 64  # positions where the base's logits are read
-
-
-def merge_vocab(base: Vocab, symbols: Iterable[str]) -> Vocab:
-    """The base's symbols and `symbols` together, sorted as every vocabulary is."""
-    return Vocab(sorted(set(base.symbols) | set(symbols)), base.unit)
 
 
 def merge_params(

@@ -162,3 +162,8 @@ class Vocab:
         if not isinstance(data, dict) or not isinstance(data.get("symbols"), list):
             raise VocabError("vocabulary JSON must be an object with a list 'symbols'")
         return cls(data["symbols"], data.get("unit", "grapheme"))
+
+
+def merge_vocab(base: Vocab, symbols: Iterable[str]) -> Vocab:
+    """The base's symbols and `symbols` together, sorted as every vocabulary is."""
+    return Vocab(sorted(set(base.symbols) | set(symbols)), base.unit)

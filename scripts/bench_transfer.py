@@ -37,17 +37,25 @@ VIM_MANUAL = sorted(
 )
 
 
+def base_text() -> str:
+    """The base's corpus: python-docs and shakespeare joined as files are (FILE_SEPARATOR)."""
+    from charrnn import corpus
+
+    names = ("python-docs", "shakespeare")
+    return corpus.FILE_SEPARATOR.join(corpus.builtin_corpus(n) for n in names)
+
+
 def make_base(out: Path, steps: int, threads: int) -> None:
     """The base of the README recipe, reproducible bit for bit from its seed on one machine
     and BLAS kernel (the sum order of a product depends on both). A base whose making was
     stopped resumes exactly (wsd's stable phase does not depend on the budget before it)."""
     import charrnn
-    from charrnn import corpus, training
+    from charrnn import training
 
     config = dataclasses.replace(
         charrnn.TrainConfig(**training.LONG_BUDGET), steps=steps, eval_every=500
     )
-    text = "\n\n".join(corpus.builtin_corpus(n) for n in ("python-docs", "shakespeare"))
+    text = base_text()
     started = time.perf_counter()
     resume = (out / "latest.npz").exists()  # a base stopped part-way goes on, bit for bit
     result = charrnn.train(text, config, out, observer=Log("base"), resume=resume)
@@ -64,7 +72,7 @@ def package_base(base: Path, out: Path) -> None:
     import numpy as np
 
     import charrnn
-    from charrnn import checkpoint, corpus
+    from charrnn import checkpoint
 
     best = checkpoint.checkpoint_path(base, "best")
     meta = checkpoint.read_meta(best)
@@ -76,7 +84,7 @@ def package_base(base: Path, out: Path) -> None:
     packaged["made_by"] = f"scripts/bench_transfer.py --make-base DIR --base-steps {meta['step']}"
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save_npz(out, small, packaged)
-    text = "\n\n".join(corpus.builtin_corpus(n) for n in ("python-docs", "shakespeare"))
+    text = base_text()
     ids = run.vocab.encode(text)
     val = ids[len(ids) - round(len(ids) * 0.1) :]
     full = charrnn.evaluate(run.model, val, 100)

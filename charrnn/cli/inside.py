@@ -133,10 +133,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe_corpus(recorded: dict) -> str:
     """What a run trained on, and how many symbols it held, split and all."""
-    try:
-        where = corpus.Source.from_json(recorded).describe()
-    except CorpusError:
-        where = "an in-memory text"
+    where = corpus.describe(recorded)
     counts = [(k, recorded[k]) for k in ("symbols", "train_symbols", "val_symbols")]
     return where + "".join(
         f", {k.replace('_', ' ')} {v:,}" for k, v in counts if isinstance(v, int)
