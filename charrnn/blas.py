@@ -28,11 +28,28 @@ def num_threads() -> int | None:
     return max(counts, default=None)
 
 
+_pinned = 0  # how many `pinned_one_thread` blocks are open
+
+
 @contextlib.contextmanager
 def one_thread(enabled: bool = True) -> Iterator[None]:
     """Run the block with one BLAS thread (when `enabled`); the count is restored after."""
-    if not enabled or not _BLAS.lib_controllers:
+    if not enabled or _pinned or not _BLAS.lib_controllers:
         yield
         return
     with _BLAS.limit(limits=1):
         yield
+
+
+@contextlib.contextmanager
+def pinned_one_thread() -> Iterator[None]:
+    """One BLAS thread for a block in which several Python threads run products at once (the
+    workers of `parallel`): `one_thread` inside it leaves the count alone, since setting a
+    process-wide count while other threads multiply would race."""
+    global _pinned
+    with one_thread():
+        _pinned += 1
+        try:
+            yield
+        finally:
+            _pinned -= 1

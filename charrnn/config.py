@@ -95,6 +95,13 @@ class TrainConfig:
     layers: int = setting(1, "stacked recurrent layers", low=1, high=MAX_LAYERS)
     seq_len: int = setting(25, "BPTT chunk length T", low=1, high=100_000)
     batch: int = setting(64, "parallel streams B", low=1, high=100_000)
+    workers: int | None = setting(
+        None,
+        "data-parallel workers, each a slice of the B streams on one core (the cores this "
+        "process may use, at most B)",
+        low=1,
+        high=1024,
+    )
     lr: float = setting(2e-3, "peak learning rate", kind=float, low=0, high=10, low_open=True)
     optimizer: str = setting("adam", "optimizer", choices=tuple(OPTIMIZERS))
     clip: float = setting(
@@ -180,7 +187,15 @@ class TrainConfig:
 # What a resumed run may change; everything else must match the checkpoint, or the resumed
 # run would not continue the same training (and resume would no longer be exact).
 RESUMABLE = frozenset(
-    {"steps", "minutes", "eval_every", "eval_symbols", "checkpoint_every", "sample_length"}
+    {
+        "steps",
+        "minutes",
+        "eval_every",
+        "eval_symbols",
+        "checkpoint_every",
+        "sample_length",
+        "workers",  # another count continues the run, though not bit for bit (sums regroup)
+    }
 )
 
 

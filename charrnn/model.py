@@ -141,6 +141,11 @@ class CharRNN:
         model._setup(dict(params), cell, layers)
         return model
 
+    def replica(self) -> CharRNN:
+        """A model over the same parameter arrays with work buffers of its own, so that it can
+        run a forward and backward beside this one: a worker of data-parallel training."""
+        return CharRNN.from_params(self.params, self.cell)
+
     def _setup(self, params: dict[str, np.ndarray], cell: str, layers: int) -> None:
         self.params = params
         self.cell, self.layers = cell, layers
@@ -251,26 +256,31 @@ class CharRNN:
         nats, *_, state_T = self._forward(inputs, targets, state0, keep, hh_keep)
         return nats / inputs.size, state_T
 
-    def loss_and_grads(self, inputs, targets, state0, with_dh0=False, keep=None, hh_keep=None):
+    def loss_and_grads(
+        self, inputs, targets, state0, with_dh0=False, keep=None, hh_keep=None, positions=None
+    ):
         """Loss (mean nats), gradients of every parameter, and state_T to carry on.
 
         inputs, targets: int (B, T); state0: (L, S, B, H). With `with_dh0` the gradients also
         hold "h0", dL/dstate0 of the state's shape, which training never needs but the
         gradient check does. `keep` is an optional (L, T*B, H) dropout scale on each layer's
         output, `hh_keep` an optional (L, H, G*H) one on each W_hh (see `dropout_keep`).
+        `positions` is the mean's denominator (default T*B): a data-parallel worker divides by
+        the whole batch's, so that the workers' losses and gradients add up to the batch's.
         """
         p = self.params
         B, T = inputs.shape
         H, V, N = self.hidden_size, self.vocab_size, T * B
         keep, hh_keep = self._masks(keep, hh_keep, N)
         nats, w, target_ids, total, state_T = self._forward(inputs, targets, state0, keep, hh_keep)
+        mean_over = N if positions is None else positions
 
         # loss = mean -log softmax(y)[target]  ->  dL/dy = (exp / total - onehot(target)) / N
         dlogits_t = w["logits_t"]  # (V, TB), holds exp(y - max)
         scale = np.reciprocal(total, out=total)
-        scale *= 1.0 / N
+        scale *= 1.0 / mean_over
         dlogits_t *= scale  # probs / N
-        dlogits_t[target_ids, w["rows"]] -= 1.0 / N
+        dlogits_t[target_ids, w["rows"]] -= 1.0 / mean_over
         # y = h W_hy + b_y
         top = w["below"][-1]  # (TB, H), after dropout
         grads = {
@@ -312,7 +322,7 @@ class CharRNN:
         if with_dh0:
             grads["h0"] = dstate0
         grads = {k: np.asarray(grads[k], self.dtype) for k in (*p, "h0") if k in grads}
-        return nats / N, grads, state_T
+        return nats / mean_over, grads, state_T
 
     def step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One time step, the plain reference for sampling: ids (B,), state (L, S, B, H) ->

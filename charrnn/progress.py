@@ -142,10 +142,17 @@ class RichObserver(Observer):
             + f", vocab {info['vocab_size']}, "
             f"{info['params']:,} parameters, {c.cell} {c.layers} x {c.hidden}, batch {c.batch} "
             f"x seq-len "
-            f"{c.seq_len}, {c.optimizer} lr {c.lr:g}"
+            f"{c.seq_len}, {c.optimizer} lr {c.lr:g}, {c.workers} worker{'s' * (c.workers > 1)}"
             + (f", resuming at step {info['step']:,}" if info["step"] else ""),
             markup=False,
         )
+        before = info.get("workers_before")
+        if before is not None and before != c.workers:
+            self.out.print(
+                f"resuming with {c.workers} workers where the run had {before}: it goes on, "
+                "but not bit for bit (the gradients are summed in other groups)",
+                markup=False,
+            )
         skipped = info.get("skipped", ())
         if skipped:
             more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""

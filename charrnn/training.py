@@ -45,6 +45,7 @@ from charrnn.merge import start_from_base
 from charrnn.model import CharRNN, dropout_keep
 from charrnn.observe import Observer, StepStats
 from charrnn.optim import clip_grad_norm, make_optimizer
+from charrnn.parallel import DataParallel, worker_count
 from charrnn.sample import Sampler, generate_ids
 from charrnn.vocab import Vocab
 
@@ -97,7 +98,7 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
 
 
 def evaluate(
-    model: CharRNN,
+    model: CharRNN | DataParallel,
     ids: np.ndarray | IdFile,
     seq_len: int = 100,
     streams: int = 64,
@@ -106,7 +107,8 @@ def evaluate(
     """Mean nats per symbol of predicting every symbol of `ids` after the first (None when
     `stop` asked to stop first).
 
-    The text is cut into `streams` contiguous streams walked in chunks with state carried;
+    The text is cut into `streams` contiguous streams walked in chunks with state carried
+    (spread over the workers of a DataParallel model);
     the few positions left over continue the last stream, so every symbol counts once. The ids
     (an array, maybe memory-mapped, or an IdFile) are read about EVAL_BLOCK at a time, whole
     chunks of every stream, so where they are stored changes neither the figure nor the memory.
@@ -138,15 +140,24 @@ def evaluate(
 
 
 def evaluate_file(
-    model: CharRNN, vocab: Vocab, source: TextFile, seq_len: int = 100, streams: int = 64
+    model: CharRNN,
+    vocab: Vocab,
+    source: TextFile,
+    seq_len: int = 100,
+    streams: int = 64,
+    workers: int | None = None,
 ) -> tuple[float, int]:
     """Mean nats per symbol of a text file of any size, and the number of predictions: the
     file is encoded piece by piece into an anonymous temporary file that `evaluate` reads a
-    block at a time, so memory stays bounded and the figure is that of the text in memory."""
-    with encode_file_ids(source, vocab) as ids:
+    block at a time, so memory stays bounded and the figure is that of the text in memory.
+    The streams are spread over `workers` threads (default: the usable cores)."""
+    with (
+        encode_file_ids(source, vocab) as ids,
+        DataParallel(model, worker_count(workers, streams)) as parallel,
+    ):
         if len(ids) < 2:
             raise CorpusError(f"{source.path}: needs at least 2 symbols to evaluate")
-        return evaluate(model, ids, seq_len, streams), len(ids) - 1
+        return evaluate(parallel, ids, seq_len, streams), len(ids) - 1
 
 
 def train(
@@ -174,6 +185,7 @@ def train(
     for the whole call: a second writer gets RunInUseError (see `rundir`).
     """
     config.check()
+    config = dataclasses.replace(config, workers=worker_count(config.workers, config.batch))
     run_dir = Path(run_dir)
     base = None
     if init_from is not None:
@@ -207,22 +219,23 @@ def _train(
     them, a last evaluation, and a save if anything stopped it early."""
     run = _Run(config, run_dir, observer or Observer(), stop or (lambda: False))
     run.start(text, source, resume, base)
-    try:
-        if run.stopped_in_evaluation():
-            run.evaluate_and_record()  # the last process stopped during this evaluation
-        while not run.done():
-            run.stop_if_asked()
-            run.train_step()
-            if run.step % config.eval_every == 0:
+    with run.parallel:  # the worker threads end with the run
+        try:
+            if run.stopped_in_evaluation():
+                run.evaluate_and_record()  # the last process stopped during this evaluation
+            while not run.done():
+                run.stop_if_asked()
+                run.train_step()
+                if run.step % config.eval_every == 0:
+                    run.evaluate_and_record()
+                elif run.step % (config.checkpoint_every or config.eval_every) == 0:
+                    run.save_checkpoint()
+            if not run.evaluated_here():
                 run.evaluate_and_record()
-            elif run.step % (config.checkpoint_every or config.eval_every) == 0:
-                run.save_checkpoint()
-        if not run.evaluated_here():
-            run.evaluate_and_record()
-    except _Stopped:
-        run.save_checkpoint()
-        return run.result(interrupted=True)
-    return run.result(interrupted=False)
+        except _Stopped:
+            run.save_checkpoint()
+            return run.result(interrupted=True)
+        return run.result(interrupted=False)
 
 
 class _Stopped(Exception):
@@ -285,8 +298,11 @@ class _Run:
         self.optimizer = make_optimizer(config.optimizer, self.model.params)
         self.sample_rng = np.random.default_rng(config.seed + 1)
         self.state = self.model.zero_state(config.batch)  # (L, S, B, H), carried across chunks
+        workers_before = None
         if saved is not None:
             self._restore(saved)
+            workers_before = saved["meta"]["train"].get("workers") or 1  # older runs had one
+        self.parallel = DataParallel(self.model, config.workers)
         self.meta = self._metadata(source, encoded, len(train_ids), len(val_ids), lineage_meta)
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
@@ -302,6 +318,7 @@ class _Run:
                 "step": self.step,
                 "config": config,
                 "init_from": lineage_meta,
+                "workers_before": workers_before,
             }
         )
 
@@ -412,7 +429,7 @@ class _Run:
             self.state = model.zero_state(config.batch)
         inputs, targets = self.streams.chunk(self.step)
         keep, hh_keep = self._masks(inputs.size)
-        loss, grads, state_next = model.loss_and_grads(
+        loss, grads, state_next = self.parallel.loss_and_grads(
             inputs, targets, self.state, keep=keep, hh_keep=hh_keep
         )
         grad_norm = clip_grad_norm(grads, config.clip)
@@ -472,7 +489,7 @@ class _Run:
             "chars_per_sec": self.chars_per_sec(),
         }
         if len(self.eval_ids) > 1:
-            val_loss = evaluate(self.model, self.eval_ids, config.seq_len, stop=self.stop)
+            val_loss = evaluate(self.parallel, self.eval_ids, config.seq_len, stop=self.stop)
             if val_loss is None:
                 raise _Stopped
             if not math.isfinite(val_loss):

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import charrnn
 from charrnn import CharRNN, ConfigError, TrainConfig, Vocab, VocabError, corpus, training
 from charrnn.corpus import IdFile, TextFile, encode_file_ids, split_ids
+from charrnn.parallel import DataParallel
 from charrnn.training import evaluate, evaluate_file
 
 CLUSTERS = ["e\u0301", "\r\n", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "中文", "\n", " "]
@@ -114,10 +115,13 @@ def test_evaluate_file_equals_evaluate_of_the_text_in_memory(tmp_path, monkeypat
     model = CharRNN(len(vocab), 16, seed=2)
     monkeypatch.setattr(corpus, "EVAL_CHUNK_BYTES", 37)
     monkeypatch.setattr(training, "EVAL_BLOCK", 300)
-    nats, predictions = evaluate_file(model, vocab, TextFile(path), seq_len=10, streams=7)
+    nats, predictions = evaluate_file(
+        model, vocab, TextFile(path), seq_len=10, streams=7, workers=2
+    )
     ids = vocab.encode(text)
     assert predictions == len(ids) - 1
-    assert nats == pytest.approx(evaluate(model, ids, 10, 7), rel=1e-12)
+    with DataParallel(model, 2) as workers:
+        assert nats == pytest.approx(evaluate(workers, ids, 10, 7), rel=1e-12)
 
 
 def test_evaluate_file_names_the_symbols_the_model_never_saw(tmp_path, monkeypatch):
