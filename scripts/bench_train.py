@@ -23,6 +23,8 @@ states and the gradients: a correctness check of the peer that costs one chunk's
     python scripts/bench_train.py --hidden 512 --rounds 7
     python scripts/bench_train.py --cell lstm --layers 2 --hidden 256 512
     python scripts/bench_train.py --cell gru --layers 2 --check-peer
+    python scripts/bench_train.py --cell lstm --hidden 256 --workers 2
+    python scripts/bench_train.py --cell lstm --hidden 256 --scaling   # 1, 2, 4 ... workers
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def charrnn_worker(opts: dict) -> dict:
 
     from charrnn.model import CharRNN
     from charrnn.optim import clip_grad_norm, make_optimizer
+    from charrnn.parallel import DataParallel
 
     ids, V = _bench.corpus_ids()
     B, T, H = opts["batch"], opts["seq_len"], opts["hidden"]
@@ -47,6 +50,7 @@ def charrnn_worker(opts: dict) -> dict:
     model = CharRNN(
         V, H, seed=0, dtype=dtype, cell=opts.get("cell", "rnn"), layers=opts.get("layers", 1)
     )
+    parallel = DataParallel(model, opts.get("workers", 1))  # one worker: the model's own calls
     optimizer = make_optimizer(opts.get("optimizer", "adam"), model.params)
     lr, clip = opts.get("lr", 2e-3), opts.get("clip", 5.0)
     L = (len(ids) - 1) // B
@@ -57,7 +61,9 @@ def charrnn_worker(opts: dict) -> dict:
         k = state["k"] % (L // T)
         state["k"] += 1
         cols = slice(k * T, (k + 1) * T)
-        loss, grads, state["h"] = model.loss_and_grads(x_all[:, cols], y_all[:, cols], state["h"])
+        loss, grads, state["h"] = parallel.loss_and_grads(
+            x_all[:, cols], y_all[:, cols], state["h"]
+        )
         clip_grad_norm(grads, clip)
         optimizer.step(model.params, grads, lr)
         return loss
@@ -110,7 +116,32 @@ def torch_worker(opts: dict) -> dict:
 def gemm_only_worker(opts: dict) -> dict:
     """Only the matrix products of a charrnn step, same shapes, layouts, order and BLAS thread
     policy as `CharRNN.loss_and_grads` and the cells: what a step would cost if nothing else
-    took any time."""
+    took any time. With `workers`, each of that many threads runs the products of its slice
+    of the streams on one BLAS thread, as `parallel.DataParallel` does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charrnn import blas
+    from charrnn.parallel import stream_slices
+
+    B, workers = opts["batch"], opts.get("workers", 1)
+    if workers == 1:
+        steps = [gemm_step({**opts, "batch": B})]
+    else:
+        steps = [gemm_step({**opts, "batch": s.stop - s.start}) for s in stream_slices(B, workers)]
+    pool = ThreadPoolExecutor(workers)
+
+    def train_step() -> float:
+        if workers == 1:
+            return steps[0]()
+        with blas.pinned_one_thread():
+            list(pool.map(lambda step: step(), steps))
+        return 0.0
+
+    return {"run": lambda seconds: timed_round(train_step, seconds, B * opts["seq_len"])}
+
+
+def gemm_step(opts: dict):
+    """A function running the matrix products of one charrnn step of `opts`' shapes."""
     import numpy as np
 
     from charrnn import blas
@@ -175,7 +206,7 @@ def gemm_only_worker(opts: dict) -> dict:
                     np.matmul(blocks[k], W_xh_T[k * H : (k + 1) * H], out=dh if k == 0 else dh2)
         return 0.0
 
-    return {"run": lambda seconds: timed_round(train_step, seconds, B * T)}
+    return train_step
 
 
 def min_char_rnn_worker(opts: dict) -> dict:
@@ -210,14 +241,18 @@ WORKERS = {
     "torch": torch_worker,
     "min-char-rnn": min_char_rnn_worker,
     "gemms": gemm_only_worker,
+    # --scaling's references beside N workers: one worker on one core, one on N BLAS threads
+    "charrnn-one-core": charrnn_worker,
+    "charrnn-blas-threads": charrnn_worker,
 }
 
 
 def compare(kinds: list[str], options: dict, rounds: int, seconds: float, threads: int):
     """Alternate rounds between workers of each kind; medians, all samples, peak RSS and
     what the workers that know it tell of themselves (parameter count, BLAS)."""
+    opts = {k: options.get(k, options["common"]) for k in kinds}
     workers = {
-        k: _bench.Worker(__file__, k, options.get(k, options["common"]), threads) for k in kinds
+        k: _bench.Worker(__file__, k, opts[k], opts[k].get("threads", threads)) for k in kinds
     }
     samples = {k: [] for k in kinds}
     for r in range(rounds):
@@ -229,6 +264,53 @@ def compare(kinds: list[str], options: dict, rounds: int, seconds: float, thread
 
 
 INFO_KINDS = ("charrnn", "torch")
+
+
+def scaling(args: argparse.Namespace, peer: bool) -> None:
+    """Throughput of N workers for N = 1, 2, 4, ... up to the usable cores, each count in
+    alternating rounds beside one worker on one core, one worker on N BLAS threads (the path
+    of --workers 1), PyTorch on N threads and the GEMMs alone split over N workers."""
+    from charrnn.parallel import usable_cores
+
+    cores = usable_cores()
+    counts = sorted({1, cores} | {2**k for k in range(1, 10) if 2**k < cores})
+    H = args.hidden[0]
+    print(
+        f"scaling, {args.cell} L {args.layers} H {H} B {args.batch} T {args.seq_len}, "
+        f"{cores} usable cores; chars/s, medians of {args.rounds} alternating rounds"
+    )
+    print(
+        f"{'workers':>7} {'charrnn':>9} {'x 1 core':>8} {'1 worker':>9} {'x it':>5} "
+        f"{'torch':>9} {'x torch':>7} {'GEMMs':>9} {'of GEMMs':>8} {'RSS MB':>6}"
+    )
+    for n in counts:
+        common = {
+            "hidden": H,
+            "batch": args.batch,
+            "seq_len": args.seq_len,
+            "cell": args.cell,
+            "layers": args.layers,
+            "threads": n,
+        }
+        options = {
+            "common": common,
+            "charrnn": {**common, "workers": n},
+            "gemms": {**common, "workers": n},
+            "charrnn-one-core": {**common, "threads": 1},
+        }
+        kinds = ["charrnn", *(["charrnn-one-core", "charrnn-blas-threads"] if n > 1 else [])]
+        kinds += [*(["torch"] if peer else []), "gemms"]
+        med, _, rss, _ = compare(kinds, options, args.rounds, args.round_seconds, n)
+        one_core = med.get("charrnn-one-core", med["charrnn"])
+        one_worker = med.get("charrnn-blas-threads", med["charrnn"])
+        torch = med.get("torch", float("nan"))
+        print(
+            f"{n:>7} {med['charrnn']:>9,.0f} {med['charrnn'] / one_core:>8.2f} "
+            f"{one_worker:>9,.0f} {med['charrnn'] / one_worker:>5.2f} {torch:>9,.0f} "
+            f"{med['charrnn'] / torch:>7.2f} {med['gemms']:>9,.0f} "
+            f"{med['charrnn'] / med['gemms']:>8.0%} {rss['charrnn']:>6.0f}"
+        )
+        sys.stdout.flush()
 
 
 def check_peer(cell: str, layers: int, H: int, B: int, T: int, threads: int) -> bool:
@@ -297,6 +379,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="charrnn's data-parallel workers (and the GEMMs')"
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="a table over 1, 2, 4, ... workers up to the usable cores (the first --hidden)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-seconds", type=float, default=2.0)
     parser.add_argument("--no-peer", action="store_true", help="charrnn alone, even with torch")
@@ -333,6 +423,9 @@ def main() -> None:
     peer = not args.no_peer and _bench.torch_available()
     if not peer:
         print("torch is not importable (or --no-peer): charrnn figures alone")
+    if args.scaling:
+        scaling(args, peer)
+        return
     kinds = ["charrnn", "torch"] if peer else ["charrnn"]
     kinds += ["gemms"]  # the ceiling: a step's matrix products alone
     V = _bench.corpus_ids()[1]
@@ -353,6 +446,7 @@ def main() -> None:
             "threads": args.threads,
             "cell": args.cell,
             "layers": L,
+            "workers": args.workers,
         }
         med, _, rss, infos[H] = compare(
             kinds, {"common": common}, args.rounds, args.round_seconds, args.threads
