@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from charrnn import blas
 from charrnn.errors import ConfigError, VocabError
 from charrnn.model import CharRNN, suffix
+from charrnn.parallel import stream_slices
 from charrnn.vocab import Vocab
 
 # The smallest normal float64: exponential draws are raised to it before their log.
@@ -165,8 +168,51 @@ class Streams:
             self.push(np.full(self.state.shape[2], i))
 
 
-def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler) -> Streams:
-    """Feed the priming text to `num` fresh streams; their logits give the first symbol."""
+class WorkerStreams:
+    """B streams split by stream over worker threads, each slice a `Streams` of its own that
+    its worker advances on one core; `logits` (B, V) gathers theirs in stream order. The draws
+    stay on the caller's thread, so the text does not depend on the number of workers."""
+
+    def __init__(self, model: CharRNN, state: np.ndarray, workers: int) -> None:
+        B = np.shape(state)[-2]
+        state = np.asarray(state).reshape(model.state_shape(B))
+        self.slices = stream_slices(B, workers)
+        self.parts = [Streams(model, state[:, :, s]) for s in self.slices]
+        self.logits = np.concatenate([part.logits for part in self.parts])  # (B, V)
+        self.pool = ThreadPoolExecutor(len(self.parts) - 1, thread_name_prefix="charrnn-worker")
+
+    @property
+    def state(self) -> np.ndarray:
+        """(L, S, B, H), every slice's state side by side."""
+        return np.concatenate([part.state for part in self.parts], axis=2)
+
+    def push(self, ids: np.ndarray) -> None:
+        """Feed one symbol to each stream, every slice on its worker."""
+        first, *rest = zip(self.parts, self.slices, strict=True)
+        with blas.pinned_one_thread():
+            futures = [self.pool.submit(part.push, ids[s]) for part, s in rest]
+            try:
+                first[0].push(ids[first[1]])
+            finally:
+                for future in futures:
+                    future.result()
+        for part, s in zip(self.parts, self.slices, strict=True):
+            self.logits[s] = part.logits
+
+    def feed(self, ids: np.ndarray) -> None:
+        """Push the same symbols, one after another, to every stream."""
+        for i in ids:
+            self.push(np.full(len(self.logits), i))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _start(
+    model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler, workers: int = 1
+) -> Streams | WorkerStreams:
+    """Feed the priming text to `num` fresh streams (over `workers` threads when more than
+    one); their logits give the first symbol."""
     if prime:
         try:
             prime_ids = vocab.encode(prime)
@@ -177,7 +223,10 @@ def _start(model: CharRNN, vocab: Vocab, prime: str, num: int, sampler: Sampler)
         # one), else from a random symbol; the start symbol itself is not emitted.
         start = vocab.index.get("\n", int(sampler.rng.integers(len(vocab))))
         prime_ids = np.array([start])
-    streams = Streams(model, model.zero_state(num))
+    if workers > 1 and num > 1:
+        streams = WorkerStreams(model, model.zero_state(num), workers)
+    else:
+        streams = Streams(model, model.zero_state(num))
     streams.feed(prime_ids)
     return streams
 
@@ -189,14 +238,20 @@ def generate_ids(
     length: int = 200,
     num: int = 1,
     sampler: Sampler | None = None,
+    workers: int = 1,
 ) -> Iterator[np.ndarray]:
-    """Yield `length` arrays of `num` ids: the next symbol of each of `num` streams."""
+    """Yield `length` arrays of `num` ids: the next symbol of each of `num` streams, which
+    `workers` threads advance side by side."""
     sampler = sampler or Sampler()
-    streams = _start(model, vocab, prime, num, sampler)
-    for _ in range(length):
-        ids = sampler.draw(streams.logits)
-        yield ids
-        streams.push(ids)
+    streams = _start(model, vocab, prime, num, sampler, workers)
+    try:
+        for _ in range(length):
+            ids = sampler.draw(streams.logits)
+            yield ids
+            streams.push(ids)
+    finally:
+        if isinstance(streams, WorkerStreams):
+            streams.close()
 
 
 def generate(
@@ -226,8 +281,10 @@ def generate_many(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    workers: int = 1,
 ) -> list[str]:
-    """`num` independent continuations of `prime`, generated side by side in one batch."""
+    """`num` independent continuations of `prime`, generated side by side in one batch (over
+    `workers` threads; the texts are the same for any number)."""
     sampler = Sampler(temperature, top_k, top_p, seed)
-    columns = np.array(list(generate_ids(model, vocab, prime, length, num, sampler)))
+    columns = np.array(list(generate_ids(model, vocab, prime, length, num, sampler, workers)))
     return [vocab.decode(row) for row in columns.reshape(length, num).T]

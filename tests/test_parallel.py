@@ -157,3 +157,18 @@ def test_resume_with_another_worker_count_goes_on_and_says_so(tmp_path):
     assert "resuming with 1 workers where the run had 2" in again.stdout
     meta = read_meta(out / "latest.npz")
     assert (meta["step"], meta["train"]["workers"]) == (20, 1)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_samples_over_workers_are_the_samples_of_one(workers):
+    """7 samples over 2 or 3 workers: the texts of one worker, as the draws stay in one place;
+    the workers' threads end with the generation."""
+    from charrnn import Vocab
+    from charrnn.sample import generate_many
+
+    vocab = Vocab.from_text(TEXT)
+    model = CharRNN(len(vocab), 24, seed=5, cell="gru", layers=2)
+    options = dict(prime="the ", length=60, temperature=0.9, seed=4)
+    one = generate_many(model, vocab, 7, **options)
+    assert generate_many(model, vocab, 7, **options, workers=workers) == one
+    assert len(set(one)) == 7 and worker_threads() == []

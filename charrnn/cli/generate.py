@@ -66,7 +66,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         write("\n")
     else:
-        texts = sample.generate_many(run.model, run.vocab, args.num, **options)
+        from charrnn.parallel import worker_count
+
+        workers = worker_count(None, args.num)  # the same texts for any count
+        texts = sample.generate_many(run.model, run.vocab, args.num, **options, workers=workers)
         for i, text in enumerate(texts):
             if i:
                 write("\n" + "-" * 40 + "\n")
