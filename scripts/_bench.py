@@ -144,6 +144,27 @@ class Worker:
         return final
 
 
+class WorkerGroup:
+    """Several workers of one kind run side by side: each command goes to all of them at once;
+    the answer is the first one's, with chars/s summed over all."""
+
+    def __init__(self, script: str, kind: str, options: dict, threads: int, count: int) -> None:
+        self.workers = [Worker(script, kind, options, threads) for _ in range(count)]
+
+    def call(self, **command) -> dict:
+        for worker in self.workers:
+            worker.proc.stdin.write(json.dumps(command) + "\n")
+            worker.proc.stdin.flush()
+        answers = [worker._read() for worker in self.workers]
+        if "chars_per_sec" in answers[0]:
+            answers[0]["chars_per_sec"] = sum(a["chars_per_sec"] for a in answers)
+        return answers[0]
+
+    def close(self) -> dict:
+        finals = [worker.close() for worker in self.workers]
+        return {"peak_rss_mb": sum(f["peak_rss_mb"] for f in finals)}
+
+
 def serve(handlers: dict) -> None:
     """Worker side: answer JSON commands on stdin until {"op": "exit"}."""
     print(json.dumps({"ready": True, "rss_mb": peak_rss_mb()}), flush=True)

@@ -241,9 +241,12 @@ WORKERS = {
     "torch": torch_worker,
     "min-char-rnn": min_char_rnn_worker,
     "gemms": gemm_only_worker,
-    # --scaling's references beside N workers: one worker on one core, one on N BLAS threads
+    # --scaling's references beside N workers: one worker on one core, one on N BLAS threads,
+    # and N processes side by side on a slice of the streams each (with no gradients to sum:
+    # the bound of data parallelism over processes)
     "charrnn-one-core": charrnn_worker,
     "charrnn-blas-threads": charrnn_worker,
+    "charrnn-processes": charrnn_worker,
 }
 
 
@@ -252,7 +255,10 @@ def compare(kinds: list[str], options: dict, rounds: int, seconds: float, thread
     what the workers that know it tell of themselves (parameter count, BLAS)."""
     opts = {k: options.get(k, options["common"]) for k in kinds}
     workers = {
-        k: _bench.Worker(__file__, k, opts[k], opts[k].get("threads", threads)) for k in kinds
+        k: _bench.WorkerGroup(__file__, k, opts[k], 1, opts[k]["processes"])
+        if "processes" in opts[k]
+        else _bench.Worker(__file__, k, opts[k], opts[k].get("threads", threads))
+        for k in kinds
     }
     samples = {k: [] for k in kinds}
     for r in range(rounds):
@@ -281,7 +287,8 @@ def scaling(args: argparse.Namespace, peer: bool) -> None:
     )
     print(
         f"{'workers':>7} {'charrnn':>9} {'x 1 core':>8} {'1 worker':>9} {'x it':>5} "
-        f"{'torch':>9} {'x torch':>7} {'GEMMs':>9} {'of GEMMs':>8} {'RSS MB':>6}"
+        f"{'processes':>9} {'torch':>9} {'x torch':>7} {'GEMMs':>9} {'of GEMMs':>8} "
+        f"{'RSS MB':>6}"
     )
     for n in counts:
         common = {
@@ -297,16 +304,20 @@ def scaling(args: argparse.Namespace, peer: bool) -> None:
             "charrnn": {**common, "workers": n},
             "gemms": {**common, "workers": n},
             "charrnn-one-core": {**common, "threads": 1},
+            "charrnn-processes": {**common, "batch": args.batch // n, "processes": n},
         }
-        kinds = ["charrnn", *(["charrnn-one-core", "charrnn-blas-threads"] if n > 1 else [])]
+        more = ["charrnn-one-core", "charrnn-blas-threads", "charrnn-processes"]
+        kinds = ["charrnn", *(more if n > 1 else [])]
         kinds += [*(["torch"] if peer else []), "gemms"]
         med, _, rss, _ = compare(kinds, options, args.rounds, args.round_seconds, n)
         one_core = med.get("charrnn-one-core", med["charrnn"])
         one_worker = med.get("charrnn-blas-threads", med["charrnn"])
         torch = med.get("torch", float("nan"))
+        processes = med.get("charrnn-processes", med["charrnn"])
         print(
             f"{n:>7} {med['charrnn']:>9,.0f} {med['charrnn'] / one_core:>8.2f} "
-            f"{one_worker:>9,.0f} {med['charrnn'] / one_worker:>5.2f} {torch:>9,.0f} "
+            f"{one_worker:>9,.0f} {med['charrnn'] / one_worker:>5.2f} {processes:>9,.0f} "
+            f"{torch:>9,.0f} "
             f"{med['charrnn'] / torch:>7.2f} {med['gemms']:>9,.0f} "
             f"{med['charrnn'] / med['gemms']:>8.0%} {rss['charrnn']:>6.0f}"
         )
