@@ -83,9 +83,16 @@ class DataParallel:
         slices = stream_slices(batch, self.workers)
         for replica in self.replicas:
             replica.params = self.model.params
+        errors = np.geterr()  # NumPy's floating-point error handling is per thread: the caller's
+
+        def in_worker(replica: CharRNN, s: slice) -> Any:
+            with np.errstate(**errors):
+                return work(replica, s)
+
         with blas.pinned_one_thread():
             futures = [
-                self.pool.submit(work, self.replicas[i], s) for i, s in enumerate(slices[1:], 1)
+                self.pool.submit(in_worker, self.replicas[i], s)
+                for i, s in enumerate(slices[1:], 1)
             ]
             try:
                 first = work(self.replicas[0], slices[0])
@@ -123,7 +130,9 @@ class DataParallel:
         (divided by all T*B positions), summed worker by worker in slice order."""
         batch, T = inputs.shape
         if self.workers == 1 or batch == 1:
-            return self.model.loss_and_grads(inputs, targets, state0, with_dh0, keep, hh_keep)
+            return self.model.loss_and_grads(
+                inputs, targets, state0, with_dh0=with_dh0, keep=keep, hh_keep=hh_keep
+            )
         L, H = self.model.layers, self.model.hidden_size
         # Dropout scales are drawn for the whole batch, time-major: (L, T, B, H) by stream.
         keep_by_stream = None if keep is None else np.reshape(keep, (L, T, batch, H))
@@ -133,7 +142,13 @@ class DataParallel:
             if keep_by_stream is not None:
                 keep_slice = np.ascontiguousarray(keep_by_stream[:, :, s]).reshape(L, -1, H)
             return replica.loss_and_grads(
-                inputs[s], targets[s], state0[:, :, s], with_dh0, keep_slice, hh_keep, inputs.size
+                inputs[s],
+                targets[s],
+                state0[:, :, s],
+                with_dh0=with_dh0,
+                keep=keep_slice,
+                hh_keep=hh_keep,
+                positions=inputs.size,
             )
 
         results = self._map(work, batch)

@@ -73,7 +73,8 @@ def test_too_short_corpus(n, batch, seq_len):
 
 
 def test_training_carries_state_and_resets_each_epoch(tmp_path, monkeypatch):
-    """train() feeds each chunk the h_last of the previous one and zeros at every epoch start."""
+    """train() feeds each chunk the h_last of the previous one and zeros at every epoch start
+    (one worker, so that the spied model sees the whole batch)."""
     calls = []
     real = CharRNN.loss_and_grads
 
@@ -85,7 +86,14 @@ def test_training_carries_state_and_resets_each_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(CharRNN, "loss_and_grads", spy)
     text = "abcdefghij" * 13
     config = TrainConfig(
-        hidden=8, seq_len=5, batch=2, steps=30, eval_every=1000, val_fraction=0, sample_length=0
+        hidden=8,
+        seq_len=5,
+        batch=2,
+        steps=30,
+        eval_every=1000,
+        val_fraction=0,
+        sample_length=0,
+        workers=1,
     )
     train(text, config, tmp_path / "run")
     s = Streams(np.frombuffer(text.encode(), np.uint8) - ord("a"), 2, 5)

@@ -23,6 +23,7 @@ TRAIN = {
     "--layers": "from 1 to 8",
     "--seq-len": "from 1 to 100,000",
     "--batch": "from 1 to 100,000",
+    "--workers": "from 1 to 1,024",
     "--lr": "in (0, 10]",
     "--clip": "in [0, 1e+06]",
     "--dropout": "in [0, 1)",

@@ -172,3 +172,19 @@ def test_samples_over_workers_are_the_samples_of_one(workers):
     one = generate_many(model, vocab, 7, **options)
     assert generate_many(model, vocab, 7, **options, workers=workers) == one
     assert len(set(one)) == 7 and worker_threads() == []
+
+
+def test_workers_keep_the_callers_floating_point_error_handling():
+    """NumPy's error state is per thread: the workers take the caller's, so an overflow the
+    caller ignores (training checks finiteness itself) is ignored in every worker too, and
+    one it raises on is raised."""
+    model = perturbed("rnn", 1)
+    W_hy = model.params["W_hy"]
+    W_hy[:] = np.sign(W_hy) * 1e308  # the logits overflow to +-inf in float64
+    x, y, state0, _, _ = chunk(model, 4, 3)
+    with DataParallel(model, 2) as parallel:
+        with np.errstate(all="ignore"):
+            loss, _ = parallel.loss(x, y, state0)
+        assert not np.isfinite(loss)
+        with np.errstate(all="raise"), pytest.raises(FloatingPointError):
+            parallel.loss(x, y, state0)
