@@ -241,15 +241,16 @@ def assert_clean_stop(code, took, out, err, run: Path) -> int:
     return step
 
 
-def test_ctrl_c_during_training_saves_and_prints_the_resume_command(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_ctrl_c_during_training_saves_and_prints_the_resume_command(tmp_path, workers):
     """SIGINT between training steps (a step takes milliseconds) exits 130 within 2 s with a
     checkpoint at the step reached and a resume command that works verbatim, even for a run
-    directory whose name holds a space and rich markup."""
+    directory whose name holds a space and rich markup; with one worker or three threads."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(english_like(30_000), encoding="utf-8")
     run = tmp_path / "my [bold]run[/] dir"
     args = ("train", corpus, "--hidden", "256", "--batch", "32", "--seq-len", "64")
-    args += ("--eval-every", "1000", "--steps", "100000", "--out", run)
+    args += ("--eval-every", "1000", "--steps", "100000", "--out", run, "--workers", workers)
     code, took, out, err = interrupt(args, r"^run ", 0.5, tmp_path)
     step = assert_clean_stop(code, took, out, err, run)
     assert step >= 1
