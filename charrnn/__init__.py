@@ -9,9 +9,11 @@ from charrnn.errors import (
     CorpusError,
     DivergenceError,
     DownloadError,
+    ExportError,
     RunInUseError,
     VocabError,
 )
+from charrnn.exporters import export
 from charrnn.inspect import Trace, trace
 from charrnn.model import CharRNN
 from charrnn.notebook import train
@@ -29,6 +31,7 @@ __all__ = [
     "CorpusError",
     "DivergenceError",
     "DownloadError",
+    "ExportError",
     "Observer",
     "Run",
     "RunInUseError",
@@ -43,6 +46,7 @@ __all__ = [
     "VocabError",
     "__version__",
     "evaluate",
+    "export",
     "generate",
     "generate_many",
     "load",

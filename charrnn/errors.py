@@ -31,3 +31,7 @@ class RunInUseError(CheckpointError):
 
 class DownloadError(CharRNNError):
     """A corpus could not be downloaded: offline, an HTTP error, a hash mismatch, a full disk."""
+
+
+class ExportError(CharRNNError):
+    """A model cannot be exported: an unknown format, a missing package, an unwritable output."""
