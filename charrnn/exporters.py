@@ -117,6 +117,7 @@ def metadata(run: Run) -> dict[str, str]:
 
 
 def float32_params(run: Run) -> dict[str, np.ndarray]:
+    """The run's weights as float32, the type every exported format stores."""
     return {k: np.asarray(v, np.float32) for k, v in run.model.params.items()}
 
 
@@ -145,7 +146,7 @@ def onnx_bytes(run: Run) -> bytes:
     nodes = [helper.make_node("OneHot", ["ids", "depth", "one_hot_values"], ["x0"], axis=-1)]
     below, finals = "x0", []  # x0: (T, B, V)
     for layer, weights in enumerate(layouts.to_onnx(params, m.cell, L)):
-        layer_nodes, layer_init, below, final = _onnx_layer(helper, m.cell, layer, S, H, below)
+        layer_nodes, layer_init, below, final = _onnx_layer(onnx, m.cell, layer, S, H, below)
         nodes += layer_nodes
         finals.append(final)
         init += layer_init
@@ -182,17 +183,17 @@ def onnx_bytes(run: Run) -> bytes:
     return model.SerializeToString()
 
 
-def _onnx_layer(helper, cell: str, layer: int, S: int, H: int, below: str):
+def _onnx_layer(onnx, cell: str, layer: int, S: int, H: int, below: str):
     """One layer's nodes: its state sliced out of `state`, the RNN/LSTM/GRU operator over
     `below` (T, B, In), and its output (T, B, H) and final state (1, S, B, H) as names."""
-    n = f"l{layer}_"
-    init = [helper.make_tensor(f"{n}index", 7, [], [layer])]  # 7: int64
+    helper, int64, n = onnx.helper, onnx.TensorProto.INT64, f"l{layer}_"
+    init = [helper.make_tensor(f"{n}index", int64, [], [layer])]
     nodes = [helper.make_node("Gather", ["state", f"{n}index"], [f"{n}state"], axis=0)]
     starts = []
     for k in range(S):  # h, and c for the LSTM: (1, B, H) each
         init += [
-            helper.make_tensor(f"{n}start{k}", 7, [1], [k]),
-            helper.make_tensor(f"{n}end{k}", 7, [1], [k + 1]),
+            helper.make_tensor(f"{n}start{k}", int64, [1], [k]),
+            helper.make_tensor(f"{n}end{k}", int64, [1], [k + 1]),
         ]
         inputs = [f"{n}state", f"{n}start{k}", f"{n}end{k}", "axis_0"]
         nodes.append(helper.make_node("Slice", inputs, [f"{n}s0_{k}"]))

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import _bench
 
-THREADS = 2
-
 
 def timed(fn, rounds: int) -> float:
     """The median seconds of `rounds` calls after one warm-up."""
@@ -197,7 +195,7 @@ def page_speed(run, out: Path, length: int, rounds: int) -> None:
     print("  profile, self time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
 
 
-def onnx_speed(run, out: Path, rounds: int) -> None:
+def onnx_speed(run, out: Path, rounds: int, threads: int) -> None:
     """onnxruntime on the exported model beside charrnn: sampling one symbol at a time for
     1 and 64 streams (the same draws), and a (T 100, B 64) chunk's forward."""
     import numpy as np
@@ -208,7 +206,7 @@ def onnx_speed(run, out: Path, rounds: int) -> None:
 
     path = charrnn.export(run, out / "model.onnx")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
+    options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between runs
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     model, vocab = run.model, run.vocab
@@ -249,7 +247,7 @@ def onnx_speed(run, out: Path, rounds: int) -> None:
         ),
         ("forward, T 100 x B 64", 6400, charrnn_forward, onnx_forward),
     ]
-    print(f"\nonnxruntime {ort.__version__} CPU against charrnn, {THREADS} threads each, chars/s,")
+    print(f"\nonnxruntime {ort.__version__} CPU against charrnn, {threads} threads each, chars/s,")
     print(f"median of {rounds} alternating rounds (charrnn's forward includes its softmax loss)")
     print(f"  {'what':<24} {'charrnn':>10} {'onnxruntime':>12} {'ratio':>6}")
     for name, chars, ours, theirs in cases:
@@ -282,11 +280,16 @@ def torch_check(run, out: Path) -> None:
         torch.nn.ModuleDict({"rnn": rnn, "head": head}).load_state_dict(load_file(path))
         return rnn, head
 
-    def worst(run: Run, B: int = 2, T: int = 1000) -> float:
+    def worst(run: Run, B: int = 2, T: int = 1000, dtype=np.float32) -> tuple[float, float]:
+        """Max |logit diff| and max |logit| of torch against NumPy, both in `dtype`."""
         path = charrnn.export(run, out / "model.safetensors")
         m = run.model
         config = {"cell": m.cell, "layers": m.layers, "hidden_size": m.hidden_size}
         rnn, head = torch_modules(path, {**config, "vocab_size": m.vocab_size})
+        if dtype == np.float64:
+            rnn, head = rnn.double(), head.double()
+            params = {k: v.astype(np.float64) for k, v in m.params.items()}
+            m = charrnn.CharRNN.from_params(params, m.cell)
         ids = np.random.default_rng(0).integers(0, m.vocab_size, (T, B))
         state, expected = m.zero_state(B), []
         for t in range(T):
@@ -298,35 +301,42 @@ def torch_check(run, out: Path) -> None:
                 x = torch.nn.functional.one_hot(
                     torch.as_tensor(ids[start : start + 250]), m.vocab_size
                 )
-                y, carried = rnn(x.float(), carried)  # (250, B, H)
+                y, carried = rnn(x.to(head.weight.dtype), carried)  # (250, B, H)
                 got.append(head(y).numpy())
-        return float(np.abs(np.concatenate(got) - np.array(expected)).max())
+        expected = np.array(expected)
+        return float(np.abs(np.concatenate(got) - expected).max()), float(np.abs(expected).max())
 
     print(
         f"\nPyTorch {torch.__version__}: safetensors loaded as the README does, max |logit diff| "
     )
     print("against NumPy over 1,000 steps, state carried (limit 1e-5)")
+    name = f"{run.model.cell} {run.model.layers} x {run.model.hidden_size}"
     results = {
-        f"{run.model.cell} {run.model.layers} x {run.model.hidden_size} (the run)": worst(run)
+        f"{name} (the run)": worst(run),
+        f"{name} (the run, float64)": worst(run, dtype=np.float64),
     }
     for cell in ("rnn", "lstm", "gru"):
         for layers in (1, 2, 3):
             model = charrnn.CharRNN(run.model.vocab_size, 64, seed=layers, cell=cell, layers=layers)
-            fake = Run(model, run.vocab, {"step": 0}, out / "random.npz")
-            results[f"{cell} {layers} x 64 (random)"] = worst(fake)
-    for name, diff in results.items():
-        print(f"  {name:<28} {diff:.2e}  {'ok' if diff <= 1e-5 else 'OVER 1e-5'}")
+            # logits of a trained model's size; W_hh kept, or the vanilla RNN turns chaotic
+            scaled = {k: v if k.startswith("W_hh") else 3 * v for k, v in model.params.items()}
+            fake = Run(charrnn.CharRNN.from_params(scaled, cell), run.vocab, {}, out / "r.npz")
+            results[f"{cell} {layers} x 64 (random, x3)"] = worst(fake)
+    for name, (diff, largest) in results.items():
+        verdict = "ok" if diff <= 1e-5 else "OVER 1e-5"
+        print(f"  {name:<32} {diff:.2e}  {verdict:<9} (largest |logit| {largest:.1f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=str(_bench.REPO / "charrnn" / "data" / "english.npz"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and onnxruntime threads")
     parser.add_argument("--length", type=int, default=4000, help="symbols the page writes a round")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-float16", action="store_true", help="skip the float16 cost")
     args = parser.parse_args()
-    _bench.set_threads(THREADS)
+    _bench.set_threads(args.threads)
     import charrnn
 
     run = charrnn.load(args.run)
@@ -341,7 +351,7 @@ def main() -> None:
             float16_cost(run)
         if not args.no_browser:
             page_speed(run, out, args.length, args.rounds)
-        onnx_speed(run, out, args.rounds)
+        onnx_speed(run, out, args.rounds, args.threads)
         if _bench.torch_available():
             torch_check(run, out)
         else:

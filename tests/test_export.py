@@ -237,6 +237,17 @@ def test_page_weights_are_the_torch_layout_in_float16(trained_run, tmp_path):
     assert offset + expected.size == len(values)
 
 
+def test_page_weights_beyond_float16_need_float32(tmp_path):
+    params = {k: v * 1e5 for k, v in random_params("rnn", 1, V=3, H=2).items()}
+    run_dir = save_run(tmp_path / "run", params, "rnn", "abc")
+    with pytest.raises(charrnn.ExportError, match="float32"):
+        charrnn.export(run_dir, tmp_path / "page.html")
+    page = charrnn.export(run_dir, tmp_path / "page.html", page_dtype="float32")
+    data = json.loads(re.search(r'id="model">(.*?)</script>', page.read_text("utf-8"))[1])
+    values = np.frombuffer(base64.b64decode(data["weights"]), "<f4")
+    np.testing.assert_array_equal(values[: params["W_xh"].size], params["W_xh"].T.ravel())
+
+
 @needs_chromium
 def test_page_greedy_writes_what_charrnn_sample_writes(trained_run, tmp_path):
     page = tmp_path / "page.html"

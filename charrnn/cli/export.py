@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from charrnn import exporters
+from charrnn import checkpoint, exporters
 from charrnn.errors import ExportError
 
 
@@ -32,8 +32,6 @@ def add_commands(commands) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from charrnn import checkpoint
-
     format = exporters.check_format(args.out, args.format)
     if args.float32 and format != "html":
         raise ExportError("--float32 applies to --format html only")
