@@ -147,6 +147,8 @@ function random32(seed) {
   };
 }
 
+const SCORES = new Float64Array(V); // pick's work space: no allocation a symbol
+
 function pick(logits, temperature, topK, random) {
   // One id from logits (V,): the argmax at temperature 0 (the first, as np.argmax), else a
   // draw from softmax(logits / temperature) over the top-k (ties with the k-th kept).
@@ -155,7 +157,8 @@ function pick(logits, temperature, topK, random) {
     for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
     return best;
   }
-  const scores = Float64Array.from(logits, (y) => y / temperature); // (V,)
+  const scores = SCORES; // (V,)
+  for (let v = 0; v < V; v++) scores[v] = logits[v] / temperature;
   if (topK > 0 && topK < V) {
     const kth = Float64Array.from(scores).sort()[V - topK];
     for (let v = 0; v < V; v++) if (scores[v] < kth) scores[v] = -Infinity;
