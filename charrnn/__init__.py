@@ -16,7 +16,7 @@ from charrnn.inspect import Trace, trace
 from charrnn.model import CharRNN
 from charrnn.notebook import train
 from charrnn.observe import Observer, StepStats
-from charrnn.sample import Sampler, generate, generate_many
+from charrnn.sample import Sample, Sampler, generate, generate_many, generate_samples
 from charrnn.training import TrainConfig, TrainResult, evaluate
 from charrnn.version import __version__
 from charrnn.vocab import Vocab
@@ -32,6 +32,7 @@ __all__ = [
     "Observer",
     "Run",
     "RunInUseError",
+    "Sample",
     "Sampler",
     "StepStats",
     "TextFile",
@@ -45,6 +46,7 @@ __all__ = [
     "evaluate",
     "generate",
     "generate_many",
+    "generate_samples",
     "load",
     "trace",
     "train",

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
+import secrets
 import sys
 from pathlib import Path
 
 from charrnn import checkpoint, sample
 from charrnn.cli.common import float_range, int_range
+from charrnn.errors import ConfigError
 from charrnn.progress import console
+from charrnn.stops import unescape
+
+
+def stop_string(text: str) -> str:
+    """An argparse type: a stop string with its escapes (`\\n`) turned into characters."""
+    try:
+        return unescape(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_commands(commands) -> None:
@@ -32,11 +44,26 @@ def add_commands(commands) -> None:
         p.add_argument(
             "--checkpoint", choices=["best", "latest"], default="best", help="which weights (best)"
         )
+        p.add_argument(
+            "--stop",
+            action="append",
+            default=[],
+            type=stop_string,
+            metavar="STR",
+            help="end a sample where its text ends with STR (repeatable; '\\n\\n' is two newlines)",
+        )
+        p.add_argument("--keep-stop", action="store_true", help="print the stop string too")
 
     p = commands.add_parser("sample", help="generate text from a trained run, streamed to stdout")
     sampling_options(p)
     p.add_argument("--prime", default="", help="text to continue")
     p.add_argument("--num", type=int_range(1, 100_000), default=1, help="independent samples")
+    p.add_argument(
+        "--format",
+        choices=["text", "jsonl"],
+        default="text",
+        help="text as it is made, or one JSON object per sample (text)",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = commands.add_parser("repl", help="interactive generation: type text, the model goes on")
@@ -47,16 +74,20 @@ def add_commands(commands) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     sample.check_sampling(args.temperature, args.top_k, args.top_p)
     run = checkpoint.load(args.run, args.checkpoint)
-    options = dict(
-        prime=args.prime,
-        length=args.length,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
+    seed = secrets.randbits(63) if args.seed is None else args.seed  # recorded by jsonl
+    settings = dict(
+        length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
     )
+    options = dict(prime=args.prime, **settings, seed=seed, stop=args.stop)
+    options["keep_stop"] = args.keep_stop
     write = sys.stdout.write
-    if args.num == 1:
+    if args.format == "jsonl":
+        samples = sample.generate_samples(run.model, run.vocab, args.num, **options)
+        for i, s in enumerate(samples):
+            record = dict(index=i, text=s.text, prime=args.prime, settings=settings, seed=seed)
+            record.update(stop=s.stop, symbols=s.symbols)
+            write(json.dumps(record, ensure_ascii=False) + "\n")
+    elif args.num == 1:
         pieces = sample.generate(run.model, run.vocab, **options)  # primes (and checks) first
         first = next(pieces, "")
         write(args.prime + first)
@@ -89,5 +120,7 @@ def cmd_repl(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
+        stop=args.stop,
+        keep_stop=args.keep_stop,
     ).loop()
     return 0
