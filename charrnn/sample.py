@@ -134,10 +134,18 @@ class Streams:
                 W_next, b_y = p["W_hy"], p["b_y"]  # (H, V), (V,)
                 self.b_next.append(b_y)
             self.W_cat.append(np.concatenate([W_hh, W_next], axis=1))
-        self.out = [np.empty((B, W.shape[1]), model.dtype) for W in self.W_cat]
-        self.xw = [np.empty((B, self.gate_width), model.dtype) for _ in range(L)]
-        self.logits = np.empty((B, model.vocab_size), model.dtype)  # the logits of the top h
-        for layer in range(L):
+        self.dtype, self.vocab_size = model.dtype, model.vocab_size
+        self.reset(self.state)
+
+    def reset(self, state: np.ndarray) -> None:
+        """Take another set of streams, their state (L, S, B, H), keeping the prepared weights:
+        a server adds and drops streams between steps this way."""
+        self.state = np.ascontiguousarray(state, self.dtype)  # (L, S, B, H)
+        B = self.state.shape[2]
+        self.out = [np.empty((B, W.shape[1]), self.dtype) for W in self.W_cat]
+        self.xw = [np.empty((B, self.gate_width), self.dtype) for _ in self.cells]
+        self.logits = np.empty((B, self.vocab_size), self.dtype)  # the logits of the top h
+        for layer in range(len(self.cells)):
             self._project(layer)
         np.add(self.out[-1][:, self.gate_width :], self.b_next[-1], out=self.logits)
 

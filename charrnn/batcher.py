@@ -1,0 +1,205 @@
+"""Generation for many clients at once: one thread steps every open stream of every request
+together, one GEMM per layer a step, as `sample --num` steps its streams; requests join and
+leave between steps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.checkpoint import Run
+from charrnn.sample import Sampler, Streams
+from charrnn.stops import StopText
+
+
+@dataclass
+class Choice:
+    """One stream of a request: the text shown so far, how it ended, and its stop cutter."""
+
+    cut: StopText
+    text: list[str] = field(default_factory=list)
+    symbols: int = 0  # generated, stop string included
+    finish_reason: str | None = None  # "stop" or "length" once ended
+
+
+class Job:
+    """A request's streams (its prompt's ids, `n` choices, its sampler and limits); the engine
+    appends text as it is made and a handler thread waits on `changed` to read it."""
+
+    def __init__(
+        self,
+        prompt_ids: np.ndarray,
+        n: int,
+        max_tokens: int,
+        sampler: Sampler,
+        stops: Sequence[str] = (),
+    ) -> None:
+        self.prompt_ids, self.max_tokens, self.sampler = prompt_ids, max_tokens, sampler
+        self.choices = [Choice(StopText(stops)) for _ in range(n)]
+        self.prompt_symbols = len(prompt_ids)  # for usage (0 when the prompt was empty)
+        self.changed = threading.Condition()
+        self.made = 0  # symbols handed over so far: a waiter's cheap test for news
+        self.cancelled = False  # the client went away: the engine drops the job's streams
+        self.cut_off = False  # the server stopped before the job ended
+
+    @property
+    def done(self) -> bool:
+        return self.cut_off or all(c.finish_reason for c in self.choices)
+
+    def take(self, sent: list[int]) -> list[str]:
+        """Each choice's text made since `sent` (characters already taken, updated); call
+        holding `changed`."""
+        pieces = []
+        for i, choice in enumerate(self.choices):
+            text = "".join(choice.text)
+            pieces.append(text[sent[i] :])
+            sent[i] = len(text)
+        return pieces
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Row:
+    """One stream in the batch: its job, which choice, and how much of the prompt it has read."""
+
+    job: Job
+    choice: int
+    read: int = 0  # prompt symbols fed so far
+
+    @property
+    def reading(self) -> bool:
+        return self.read < len(self.job.prompt_ids)
+
+
+class Batcher:
+    """Steps up to `capacity` streams at once in its own thread. `submit` admits a job if its
+    streams fit beside those open (else False: the caller answers 503); `close` stops."""
+
+    def __init__(self, run: Run, capacity: int) -> None:
+        self.vocab, self.capacity = run.vocab, capacity
+        self.model = run.model
+        self.streams = Streams(run.model, run.model.zero_state(0))
+        self.rows: list[_Row] = []
+        self.waiting: list[Job] = []
+        self.open_streams = 0  # rows plus waiting jobs' choices, counted at admission
+        self.lock = threading.Condition()
+        self.closing = False  # no new jobs
+        self.cutting = False  # stop stepping open ones too
+        self.thread = threading.Thread(target=self._loop, name="charrnn-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> bool:
+        """Queue a job for the next step; False when its streams do not fit or we are closing."""
+        with self.lock:
+            n = len(job.choices)
+            if self.closing or self.open_streams + n > self.capacity:
+                return False
+            self.open_streams += n
+            self.waiting.append(job)
+            self.lock.notify()
+        return True
+
+    def close(self) -> None:
+        """Stop stepping now: every job not yet done is cut off (its handler ends its reply)."""
+        with self.lock:
+            self.closing = self.cutting = True
+            self.lock.notify()
+        self.thread.join()
+        self._cut_off([row.job for row in self.rows] + self.waiting)
+
+    def refuse_new(self) -> None:
+        """Admit no more jobs (a stop is coming); the open ones go on to their end."""
+        with self.lock:
+            self.closing = True
+            self.lock.notify()
+
+    @property
+    def busy(self) -> int:
+        """Streams open or admitted."""
+        with self.lock:
+            return self.open_streams
+
+    def _loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self.rows and not self.waiting and not self.closing:
+                    self.lock.wait()
+                if self.cutting or (self.closing and not self.rows and not self.waiting):
+                    return
+                joining, self.waiting = self.waiting, []
+            try:
+                self._step(joining)
+            except Exception as exc:  # a fault in one step ends its jobs, not the server
+                print(f"charrnn serve: generation failed ({exc!r}); its requests are cut off")
+                self._cut_off([row.job for row in self.rows] + joining)
+                self.rows = []
+                self.streams.reset(self.model.zero_state(0))
+                with self.lock:
+                    self.open_streams = sum(len(job.choices) for job in self.waiting)
+
+    @staticmethod
+    def _cut_off(jobs: list[Job]) -> None:
+        for job in jobs:
+            with job.changed:
+                job.cut_off = True
+                job.changed.notify_all()
+
+    def _step(self, joining: list[Job]) -> None:
+        """Draw a symbol for each stream past its prompt, hand it to its job, then feed every
+        stream its next symbol (drawn, or the prompt's) with leavers dropped and joiners added."""
+        rows, logits = self.rows, self.streams.logits
+        inputs = np.zeros(len(rows), np.int64)
+        by_job: dict[Job, list[int]] = {}
+        for i, row in enumerate(rows):
+            if row.reading:
+                inputs[i] = row.job.prompt_ids[row.read]
+                row.read += 1
+            else:
+                by_job.setdefault(row.job, []).append(i)
+        for job, where in by_job.items():
+            drawn = job.sampler.draw(logits[where])
+            inputs[where] = drawn
+            self._hand_over(job, [rows[i] for i in where], drawn)
+        keep = [i for i, row in enumerate(rows) if not self._left(row)]
+        joined = [_Row(job, c) for job in joining for c in range(len(job.choices))]
+        for row in joined:
+            row.read = 1
+        if len(keep) < len(rows) or joined:
+            self._regroup(keep, len(joined))
+            inputs = np.concatenate([inputs[keep], [r.job.prompt_ids[0] for r in joined]])
+            self.rows = [rows[i] for i in keep] + joined
+        if self.rows:
+            self.streams.push(inputs.astype(np.int64))
+
+    def _hand_over(self, job: Job, rows: list[_Row], drawn: np.ndarray) -> None:
+        symbols = self.vocab.symbols
+        with job.changed:
+            for row, i in zip(rows, drawn, strict=True):
+                choice = job.choices[row.choice]
+                choice.symbols += 1
+                choice.text.append(choice.cut.push(symbols[i]))
+                if choice.cut.stop is not None:
+                    choice.finish_reason = "stop"
+                elif choice.symbols >= job.max_tokens:
+                    choice.text.append(choice.cut.flush())
+                    choice.finish_reason = "length"
+            job.made += len(rows)
+            job.changed.notify_all()
+
+    def _left(self, row: _Row) -> bool:
+        """Whether the row's stream ends now (its choice ended, or its client went away)."""
+        ended = row.job.cancelled or row.job.choices[row.choice].finish_reason is not None
+        if ended:
+            with self.lock:
+                self.open_streams -= 1
+        return ended
+
+    def _regroup(self, keep: list[int], new: int) -> None:
+        state = self.streams.state  # (L, S, B, H)
+        fresh = np.zeros((*state.shape[:2], new, state.shape[3]), state.dtype)
+        self.streams.reset(np.concatenate([state[:, :, keep], fresh], axis=2))
