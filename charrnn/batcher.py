@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn.checkpoint import Run
-from charrnn.sample import Sampler, Streams
+from charrnn.sample import Sampler, Streams, draw_together
 from charrnn.stops import StopText
 
 
@@ -152,7 +152,7 @@ class Batcher:
     def _step(self, joining: list[Job]) -> None:
         """Draw a symbol for each stream past its prompt, hand it to its job, then feed every
         stream its next symbol (drawn, or the prompt's) with leavers dropped and joiners added."""
-        rows, logits = self.rows, self.streams.logits
+        rows = self.rows
         inputs = np.zeros(len(rows), np.int64)
         by_job: dict[Job, list[int]] = {}
         for i, row in enumerate(rows):
@@ -161,20 +161,36 @@ class Batcher:
                 row.read += 1
             else:
                 by_job.setdefault(row.job, []).append(i)
-        for job, where in by_job.items():
-            drawn = job.sampler.draw(logits[where])
-            inputs[where] = drawn
-            self._hand_over(job, [rows[i] for i in where], drawn)
+        if by_job:
+            self._draw(by_job, inputs)
         keep = [i for i, row in enumerate(rows) if not self._left(row)]
-        joined = [_Row(job, c) for job in joining for c in range(len(job.choices))]
-        for row in joined:
-            row.read = 1
+        joined = [_Row(job, c, read=1) for job in joining for c in range(len(job.choices))]
         if len(keep) < len(rows) or joined:
             self._regroup(keep, len(joined))
             inputs = np.concatenate([inputs[keep], [r.job.prompt_ids[0] for r in joined]])
             self.rows = [rows[i] for i in keep] + joined
         if self.rows:
             self.streams.push(inputs.astype(np.int64))
+
+    def _draw(self, by_job: dict[Job, list[int]], inputs: np.ndarray) -> None:
+        """Draw for the streams past their prompts (the rows `by_job` lists), one pass for all
+        jobs of the same settings, and hand each job its symbols."""
+        groups: dict[tuple, list[Job]] = {}
+        for job in by_job:
+            s = job.sampler
+            groups.setdefault((s.temperature, s.top_k, s.top_p), []).append(job)
+        logits = self.streams.logits
+        for jobs in groups.values():
+            where = [i for job in jobs for i in by_job[job]]
+            every = where == list(range(len(logits)))  # no copy of the logits needed
+            counts = [len(by_job[job]) for job in jobs]
+            samplers = [job.sampler for job in jobs]
+            drawn = draw_together(samplers, logits if every else logits[where], counts)
+            inputs[where] = drawn
+            start = 0
+            for job, n in zip(jobs, counts, strict=True):
+                self._hand_over(job, [self.rows[i] for i in by_job[job]], drawn[start : start + n])
+                start += n
 
     def _hand_over(self, job: Job, rows: list[_Row], drawn: np.ndarray) -> None:
         symbols = self.vocab.symbols

@@ -92,16 +92,35 @@ class Sampler:
             return np.argmax(logits, axis=1)
         if np.size(logits) <= GUMBEL_MAX_DRAWS:
             scores = self._scores_t(logits).T  # (N, V)
-            noise = self.rng.standard_exponential(scores.shape)  # (N, V)
-            np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
-            np.log(noise, out=noise)
-            np.subtract(scores, noise, out=noise)
-            return noise.argmax(axis=1)  # along contiguous rows: across them is a strided crawl
+            return gumbel_max(scores, self.rng.standard_exponential(scores.shape))
         cdf = self._weights_t(logits)  # (V, N), unnormalised
         np.cumsum(cdf, axis=0, out=cdf)
         u = self.rng.random(cdf.shape[1])
         u *= cdf[-1]
         return np.minimum((cdf <= u).sum(axis=0), len(cdf) - 1)
+
+
+def gumbel_max(scores: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """argmax of score - ln E per row, scores (N, V) and E ~ Exp(1) (N, V), overwritten."""
+    np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
+    np.log(noise, out=noise)
+    np.subtract(scores, noise, out=noise)
+    return noise.argmax(axis=1)  # along contiguous rows: across them is a strided crawl
+
+
+def draw_together(samplers: Sequence[Sampler], logits: np.ndarray, counts: Sequence[int]):
+    """One id per row of logits (N, V), rows in consecutive blocks of `counts`, each block drawn
+    exactly as its own sampler's `draw` would (the same ids from the same generator state); the
+    samplers share their settings. Many requests' streams in one pass, for a server."""
+    first = samplers[0]
+    if first.temperature == 0 or np.size(logits) > GUMBEL_MAX_DRAWS:
+        ends = np.cumsum(counts)
+        blocks = [s.draw(logits[e - n : e]) for s, n, e in zip(samplers, counts, ends, strict=True)]
+        return np.concatenate(blocks)
+    scores = first._scores_t(logits).T  # (N, V)
+    V = scores.shape[1]
+    noise = [s.rng.standard_exponential((n, V)) for s, n in zip(samplers, counts, strict=True)]
+    return gumbel_max(scores, np.concatenate(noise))
 
 
 class Streams:

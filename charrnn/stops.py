@@ -52,6 +52,8 @@ class StopText:
         """Take the next generated symbol; the text that can be shown now ("" once stopped)."""
         if self.stop is not None:
             return ""
+        if not self.stops:
+            return piece
         self.pending += piece
         found = [(self.pending.find(s), -len(s), s) for s in self.stops if s in self.pending]
         if found:

@@ -298,3 +298,20 @@ def test_boundary_settings_are_valid(model, vocab):
     assert "".join(generate(model, vocab, "the ", 30, **greedy)) == expected
     assert "".join(generate(model, vocab, "the ", 30, temperature=1.0, top_k=1)) == expected
     assert generate_many(model, vocab, 2, prime="the ", length=30, **greedy) == [expected] * 2
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_draw_together_draws_as_each_sampler_would(temperature, draw_method):
+    """Blocks of rows drawn in one pass equal each block drawn by its own sampler, step after
+    step (the generators move on alike)."""
+    logits = np.random.default_rng(0).standard_normal((6, 9))
+    counts, ends = [1, 3, 2], np.cumsum([1, 3, 2])
+    together = [Sampler(temperature, top_k=5, seed=seed) for seed in (1, 2, 3)]
+    alone = [Sampler(temperature, top_k=5, seed=seed) for seed in (1, 2, 3)]
+    draws = []
+    for _ in range(4):
+        joint = sample_module.draw_together(together, logits, counts)
+        blocks = [s.draw(logits[e - n : e]) for s, n, e in zip(alone, counts, ends, strict=True)]
+        assert joint.tolist() == np.concatenate(blocks).tolist()
+        draws.append(joint.tolist())
+    assert temperature == 0 or len({tuple(d) for d in draws}) > 1
