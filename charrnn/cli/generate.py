@@ -64,7 +64,21 @@ def add_commands(commands) -> None:
         default="text",
         help="text as it is made, or one JSON object per sample (text)",
     )
+    p.add_argument(
+        "--novelty",
+        action="store_true",
+        help="report how much of each sample the training text holds verbatim",
+    )
     p.set_defaults(func=cmd_sample)
+
+    p = commands.add_parser(
+        "novelty", help="how much of a text occurs verbatim in a run's training text"
+    )
+    p.add_argument("run", type=Path, help="run directory or .npz checkpoint")
+    p.add_argument("file", nargs="?", type=Path, help="UTF-8 text (default: stdin)")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of FILE (utf-8)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.set_defaults(func=cmd_novelty)
 
     p = commands.add_parser("repl", help="interactive generation: type text, the model goes on")
     sampling_options(p)
@@ -81,12 +95,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     options = dict(prime=args.prime, **settings, seed=seed, stop=args.stop)
     options["keep_stop"] = args.keep_stop
     write = sys.stdout.write
-    if args.format == "jsonl":
+    if args.format == "jsonl" or args.novelty:
         samples = sample.generate_samples(run.model, run.vocab, args.num, **options)
+        index = open_index(run) if args.novelty else None  # after the prime is checked
         for i, s in enumerate(samples):
-            record = dict(index=i, text=s.text, prime=args.prime, settings=settings, seed=seed)
-            record.update(stop=s.stop, symbols=s.symbols)
-            write(json.dumps(record, ensure_ascii=False) + "\n")
+            figures = index.novelty(s.text) if index is not None else None
+            if args.format == "jsonl":
+                record = dict(index=i, text=s.text, prime=args.prime, settings=settings)
+                record.update(seed=seed, stop=s.stop, symbols=s.symbols)
+                if figures is not None:
+                    record["novelty"] = figures.to_json()
+                write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                write(("\n" + "-" * 40 + "\n" if i else "") + args.prime + s.text + "\n")
+                write(figures.summary() + "\n")
     elif args.num == 1:
         pieces = sample.generate(run.model, run.vocab, **options)  # primes (and checks) first
         first = next(pieces, "")
@@ -104,6 +126,44 @@ def cmd_sample(args: argparse.Namespace) -> int:
             write(args.prime + text)
         write("\n")
     sys.stdout.flush()
+    return 0
+
+
+def open_index(run: checkpoint.Run):
+    """The run's training-text index for novelty figures, built first (once) if need be."""
+    from charrnn.novelty import TrainingIndex
+
+    def building() -> None:
+        print(
+            "charrnn: indexing the training text for novelty figures (once; it is kept)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return TrainingIndex.open(run, building)
+
+
+def cmd_novelty(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from charrnn.corpus import read_text
+
+    run = checkpoint.load(args.run, args.checkpoint)
+    text = sys.stdin.read() if args.file is None else read_text(args.file, args.encoding)
+    run.vocab.encode(text)  # unseen symbols are named before any indexing
+    figures = open_index(run).novelty(text)
+    table = Table(title="the text against the run's training text", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", overflow="fold")
+    table.add_row("symbols", f"{figures.symbols:,}")
+    table.add_row("longest span copied", f"{figures.longest:,} symbols: {figures.span!r}")
+    if figures.at is not None:
+        line = f", line {figures.line:,}" if figures.line else ""
+        table.add_row("found at", f"training symbol {figures.at:,}{line}")
+    for n, share in figures.shares.items():
+        shown = "text too short" if share is None else f"{100 * share:.1f}%"
+        table.add_row(f"{n}-grams found in training", shown)
+    console().print(table)
     return 0
 
 
