@@ -23,12 +23,15 @@ NGRAMS = (8, 16, 32)  # symbols: the n-gram sizes whose shares are reported
 INDEX_FILE, INDEX_META, IDS_FILE = "novelty.sa.npy", "novelty.json", "novelty.ids.npy"
 INDEX_VERSION = 1
 # Suffixes sorted at once while building: about 80 bytes each at the peak (positions, packed
-# keys, group ids, the sort's scratch), so 2M of them bound the build's anonymous memory
-# near 200 MB whatever the corpus's size (a two-symbol bucket larger than this is sorted
-# whole, so a corpus where one pair of symbols starts more suffixes needs more).
+# keys, group ids, the sort's scratch), so blocks of about 2M bound the build's anonymous
+# memory near 200 MB whatever the corpus's size. Blocks are cut between keys of 8 symbols,
+# so one 8-gram starting more suffixes than this (a corpus of runs of spaces) makes a
+# larger block.
 BLOCK_SUFFIXES = 2 << 20
+SPLITTER_SAMPLE = 1 << 20  # suffixes whose keys choose the blocks' bounds
 EXTEND_SYMBOLS = 64  # a match with one candidate place left grows this many symbols a round
-SCAN_IDS = 4 << 20  # ids read at a time when the corpus is scanned for a block's positions
+SCAN_IDS = 4 << 20  # suffixes keyed at a time when the corpus is scanned for its blocks
+MAX_BLOCKS = 1000  # block files open at once: beyond 1.5G symbols, blocks grow instead
 
 Progress = Callable[[int, int], None]  # (suffixes sorted, all of them)
 
@@ -169,8 +172,7 @@ def _packed(ids: np.ndarray, starts: np.ndarray, depth: int, per_key: int, bits:
 def sort_suffixes(ids: np.ndarray, starts: np.ndarray, vocab_size: int) -> np.ndarray:
     """`starts` ordered by the suffixes of `ids` there. Suffixes are sorted by packed keys of
     the next few symbols; only those still tied are compared further, a key at a time."""
-    bits = max(int(vocab_size).bit_length(), 8 if vocab_size < 256 else 0)
-    per_key = 64 // bits
+    per_key, bits = _key_width(vocab_size)
     starts = np.array(starts, np.int64)
     slots = np.arange(len(starts))  # the places in `starts` still tied, by group
     group = np.zeros(len(starts), np.int64)
@@ -196,49 +198,42 @@ def sort_suffixes(ids: np.ndarray, starts: np.ndarray, vocab_size: int) -> np.nd
     return starts
 
 
-def _bucket_codes(chunk: np.ndarray, following: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Each position's bucket: its first two symbols (the second 0 past the end), or only its
-    first for a vocabulary too large for V^2 buckets."""
-    if vocab_size > 2048:
-        return chunk.astype(np.int64)
-    return chunk.astype(np.int64) * (vocab_size + 1) + (following + 1)
+def _key_width(vocab_size: int) -> tuple[int, int]:
+    """(symbols per packed key, bits per symbol): 8 of 8 bits for up to 255 symbols."""
+    bits = max(int(vocab_size).bit_length(), 8 if vocab_size < 256 else 0)
+    return 64 // bits, bits
 
 
 def _scan(ids: np.ndarray, vocab_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first position, bucket codes) of the corpus, SCAN_IDS positions at a time."""
+    """(first position, the packed keys of the suffixes there), SCAN_IDS at a time."""
+    per_key, bits = _key_width(vocab_size)
     for start in range(0, len(ids), SCAN_IDS):
-        chunk = np.asarray(ids[start : start + SCAN_IDS + 1])
-        following = _symbols_at(chunk, np.arange(1, min(SCAN_IDS, len(chunk)) + 1))
-        yield start, _bucket_codes(chunk[:SCAN_IDS], following, vocab_size)
+        starts = np.arange(start, min(start + SCAN_IDS, len(ids)))
+        yield start, _keys(ids, starts, 0, per_key, bits)
 
 
 def _blocks(ids: np.ndarray, vocab_size: int, scratch: Path) -> Iterator[np.ndarray]:
-    """The suffix array a block at a time. Consecutive buckets make blocks of up to
-    BLOCK_SUFFIXES suffixes; one scan spreads every position into its block's file in
-    `scratch`, then each block is read back and sorted."""
-    buckets = vocab_size if vocab_size > 2048 else vocab_size * (vocab_size + 1)
-    counts = np.zeros(buckets, np.int64)
-    for _, codes in _scan(ids, vocab_size):
-        counts += np.bincount(codes, minlength=buckets)
-    firsts, total = [0], 0  # the first bucket of each block
-    for code, count in enumerate(counts.tolist()):
-        if total and total + count > BLOCK_SUFFIXES:
-            firsts.append(code)
-            total = 0
-        total += count
-    block_of = np.repeat(np.arange(len(firsts), dtype=np.int16), np.diff([*firsts, buckets]))
-    files = [open(scratch / f"block{b}", "wb") for b in range(len(firsts))]  # noqa: SIM115
+    """The suffix array a block at a time. Splitters, the keys at even quantiles of a sample
+    of suffixes, cut the key range into blocks of about 3/4 BLOCK_SUFFIXES (suffixes of one
+    key share a block); one scan spreads every position into its block's file in `scratch`,
+    then each block is read back and sorted."""
+    per_key, bits = _key_width(vocab_size)
+    sample = np.linspace(0, len(ids) - 1, min(len(ids), SPLITTER_SAMPLE)).astype(np.int64)
+    keys = np.sort(_keys(ids, sample, 0, per_key, bits))
+    count = min(-(-len(ids) * 4 // (3 * BLOCK_SUFFIXES)), MAX_BLOCKS)
+    splitters = np.unique(keys[(np.arange(1, count) * len(keys)) // count])
+    files = [open(scratch / f"block{b}", "wb") for b in range(len(splitters) + 1)]  # noqa: SIM115
     try:
-        for start, codes in _scan(ids, vocab_size):
-            blocks = block_of[codes]
+        for start, chunk_keys in _scan(ids, vocab_size):
+            blocks = np.searchsorted(splitters, chunk_keys, side="right").astype(np.int16)
             order = np.argsort(blocks, kind="stable")  # a radix sort, for int16
-            edges = np.searchsorted(blocks[order], np.arange(len(firsts) + 1))
+            edges = np.searchsorted(blocks[order], np.arange(len(files) + 1))
             for b, f in enumerate(files):
                 f.write((start + order[edges[b] : edges[b + 1]]).data)
     finally:
         for f in files:
             f.close()
-    for b in range(len(firsts)):
+    for b in range(len(files)):
         starts = np.fromfile(scratch / f"block{b}", np.int64)
         (scratch / f"block{b}").unlink()
         yield sort_suffixes(ids, starts, vocab_size)

@@ -267,7 +267,8 @@ class Handler(BaseHTTPRequestHandler):
             if path not in ("/v1/completions", "/"):
                 raise ApiError(f"no route POST {path}", status=404)
             if path == "/":
-                self.try_it(raw)
+                with self.generation():
+                    self.try_it(raw)
                 return
             if not self.authorised():
                 return

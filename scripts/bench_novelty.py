@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/charrnn-novelty-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the corpus and indexes")
     parser.add_argument("--rounds", type=int, default=5, help="answers timed per index (5)")
+    parser.add_argument(
+        "--kinds", nargs="+", default=["suffix-array", "rolling-hash"], help="indexes to build"
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -195,7 +198,7 @@ def main() -> None:
             f"{'index':<14} {'build s':>8} {'peak RSS MB':>12} {'anon MB':>8} {'disk MB':>8} "
             f"{'answer s':>9}  shares of 8/16/32-grams"
         )
-        for kind in ("suffix-array", "rolling-hash"):
+        for kind in args.kinds:
             r = measure(kind, big, args.rounds)
             shares = "/".join(f"{r['shares'][str(n)]:.3f}" for n in NGRAMS)
             print(
