@@ -240,7 +240,7 @@ def test_32_clients_at_once_get_completions_or_503_with_retry_after(trained_run,
     served = Served(trained_run.dir, "--streams", "8", tmp_path=tmp_path)
     outcomes: list[tuple[int, str | None, int]] = []
     lock = threading.Lock()
-    end = time.monotonic() + 3
+    end = time.monotonic() + 2
 
     def client(i: int) -> None:
         while time.monotonic() < end:
