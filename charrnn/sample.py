@@ -168,6 +168,21 @@ class Streams:
             self._project(layer)
         np.add(self.out[-1][:, self.gate_width :], self.b_next[-1], out=self.logits)
 
+    def regroup(self, keep: Sequence[int], new: int) -> None:
+        """Keep the streams `keep`, in that order, and add `new` fresh ones (zero state) after
+        them, reusing what the kept ones have computed: a server's streams come and go."""
+
+        def rows(a: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[keep], np.broadcast_to(fresh, (new, *a.shape[1:]))])
+
+        L, S, _, H = self.state.shape
+        fresh = np.zeros((L, S, new, H), self.dtype)
+        self.state = np.concatenate([self.state[:, :, keep], fresh], axis=2)  # (L, S, B, H)
+        self.out = [rows(out, np.zeros((), self.dtype)) for out in self.out]  # 0 W = 0
+        self.logits = rows(self.logits, self.b_next[-1])  # a zero state's logits: the bias
+        B = self.state.shape[2]
+        self.xw = [np.empty((B, self.gate_width), self.dtype) for _ in self.cells]
+
     def _project(self, layer: int) -> None:
         np.matmul(self.state[layer, 0], self.W_cat[layer], out=self.out[layer])
 

@@ -9,6 +9,7 @@ import hmac
 import html
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -237,6 +238,12 @@ class Handler(BaseHTTPRequestHandler):
     timeout = READ_TIMEOUT
     server: Server
 
+    def setup(self) -> None:
+        """Send each event at once: Nagle's algorithm would hold one back for the client's
+        delayed ACK (40 ms) on a kept-alive connection."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args) -> None:
         """Quiet: a server for applications logs nothing per request."""
 
@@ -340,7 +347,8 @@ class Handler(BaseHTTPRequestHandler):
             except VocabError as exc:
                 raise ApiError(f"prompt {exc}", "prompt") from None
             sampler = Sampler(request.temperature, request.top_k, request.top_p, request.seed)
-            jobs.append(Job(ids, request.n, request.max_tokens, sampler, request.stop))
+            seeded = request.seed is not None
+            jobs.append(Job(ids, request.n, request.max_tokens, sampler, request.stop, seeded))
             if not prompt:
                 jobs[-1].prompt_symbols = 0
         for i, job in enumerate(jobs):
@@ -353,8 +361,7 @@ class Handler(BaseHTTPRequestHandler):
     def complete(self, request: Completion, jobs: list[Job]) -> dict:
         """Wait for the jobs to end; the completion object the API answers with."""
         for job in jobs:
-            with job.changed:
-                job.changed.wait_for(lambda job=job: job.done)
+            job.ended.wait()
             if job.cut_off:
                 raise ApiError("the server stopped before the completion ended", status=503)
         choices = [
@@ -393,14 +400,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             while not all(all(r) for r in reported):
                 for j, job in enumerate(jobs):
-                    with job.changed:
-                        job.changed.wait_for(
-                            lambda job=job, j=j: job.made != seen[j] or job.done,
-                            timeout=FLUSH_SECONDS,
-                        )
-                        seen[j] = job.made
-                        pieces, reasons = job.take(taken[j]), [c.finish_reason for c in job.choices]
-                        cut_off = job.cut_off
+                    job.wait(seen[j], FLUSH_SECONDS)
+                    seen[j] = job.made
+                    reasons = [c.finish_reason for c in job.choices]  # before the text: its end
+                    pieces, cut_off = job.take(taken[j]), job.cut_off
                     if cut_off:
                         error = ApiError(
                             "the server stopped before the completion ended", status=503
@@ -419,7 +422,9 @@ class Handler(BaseHTTPRequestHandler):
                             }
                             self.write_event({**head, "choices": [choice]})
                             reported[j][i] = reason is not None
-                time.sleep(FLUSH_SECONDS)
+                going = [job for job in jobs if not job.done]
+                if going:  # pace the events, but send the last one as soon as it is made
+                    going[0].ended.wait(FLUSH_SECONDS)
             if request.include_usage:
                 self.write_event({**head, "choices": [], "usage": usage(jobs)})
             self.write_chunk(b"data: [DONE]\n\n")

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import _bench
 
@@ -32,13 +33,13 @@ def sample_worker(opts: dict) -> dict:
     run = load(opts["run"])
 
     def run_once(num: int, length: int) -> dict:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         texts = generate_many(
             run.model, run.vocab, num, PROMPT, length, temperature=opts["temperature"], seed=0
         )
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert sum(map(len, texts)) == num * length
-        return {"symbols_per_sec": num * length / elapsed}
+        return {"symbols_per_sec": num * length / elapsed, "cpu_s": cpu}
 
     return {"run": run_once, "info": lambda: {"blas": _bench.blas_info()}}
 
@@ -61,10 +62,10 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, int]:
     return proc, int(banner.split("http://")[1].split("/")[0].rpartition(":")[2])
 
 
-def one_request(port: int, args: argparse.Namespace) -> tuple[float, int]:
-    """A streamed completion: (seconds to its first symbol, symbols received)."""
+def one_request(conn: http.client.HTTPConnection, args: argparse.Namespace) -> tuple[float, int]:
+    """A streamed completion on a kept-alive connection, as API clients make them: (seconds
+    to its first symbol, symbols received)."""
     body = {"prompt": PROMPT, "max_tokens": args.length, "temperature": args.temperature}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
     conn.request("POST", "/v1/completions", json.dumps({**body, "stream": True}))
     response = conn.getresponse()
@@ -74,8 +75,13 @@ def one_request(port: int, args: argparse.Namespace) -> tuple[float, int]:
             received += len(json.loads(line[6:])["choices"][0]["text"])
             if first is None and received:
                 first = time.perf_counter() - start
-    conn.close()
     return first, received
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User and system CPU time of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_round(port: int, args: argparse.Namespace) -> tuple[float, list[float]]:
@@ -85,10 +91,12 @@ def server_round(port: int, args: argparse.Namespace) -> tuple[float, list[float
     totals = [0] * args.clients
 
     def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         for _ in range(args.requests):
-            first, received = one_request(port, args)
+            first, received = one_request(conn, args)
             firsts.append(first)
             totals[i] += received
+        conn.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
     start = time.perf_counter()
@@ -129,16 +137,20 @@ def main() -> None:
     )
     print(f"BLAS: {worker.call(op='info')['blas']}")
     worker.call(op="run", num=args.clients, length=50)  # warm-up
-    one_request(port, args)
+    warm = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    one_request(warm, args)
+    warm.close()
     sampled, served, firsts = [], [], []
+    cpu = {"sample": 0.0, "server": 0.0, "clients": 0.0}
     try:
         for _ in range(args.rounds):
-            sampled.append(
-                worker.call(op="run", num=args.clients, length=args.length * args.requests)[
-                    "symbols_per_sec"
-                ]
-            )
+            result = worker.call(op="run", num=args.clients, length=args.length * args.requests)
+            sampled.append(result["symbols_per_sec"])
+            cpu["sample"] += result["cpu_s"]
+            before = cpu_seconds(server.pid), cpu_seconds()
             rate, times = server_round(port, args)
+            cpu["server"] += cpu_seconds(server.pid) - before[0]
+            cpu["clients"] += cpu_seconds() - before[1]
             served.append(rate)
             firsts += times
     finally:
@@ -149,6 +161,11 @@ def main() -> None:
     print(f"sample --num {args.clients}: {s:,.0f} symbols/s (median of {args.rounds})")
     print(f"serve, {args.clients} clients: {v:,.0f} symbols/s (median of {args.rounds})")
     print(f"ratio served / sample: {v / s:.2f}")
+    symbols = args.rounds * args.clients * args.requests * args.length / 1000
+    print(
+        "CPU seconds per 1,000 symbols: "
+        + ", ".join(f"{k} {v / symbols * 1000:.1f} ms" for k, v in cpu.items())
+    )
     p50, p99 = (percentile(firsts, q) * 1000 for q in (0.5, 0.99))
     print(f"time to first symbol over {len(firsts)} requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
 

@@ -315,3 +315,22 @@ def test_draw_together_draws_as_each_sampler_would(temperature, draw_method):
         assert joint.tolist() == np.concatenate(blocks).tolist()
         draws.append(joint.tolist())
     assert temperature == 0 or len({tuple(d) for d in draws}) > 1
+
+
+def test_regrouped_streams_go_on_as_fresh_streams_of_those_states(model, vocab):
+    """Dropping and adding streams keeps what the kept ones computed, and new ones start
+    from the zero state: the same logits, now and after the next symbols, as streams made
+    from those states."""
+    streams = Streams(model, model.zero_state(4))
+    for i in vocab.encode("the cat"):
+        streams.push(np.array([i, (i + 1) % len(vocab), (i + 2) % len(vocab), i]))
+    kept = streams.state[:, :, [3, 1]].copy()
+    streams.regroup([3, 1], 2)
+    fresh = np.zeros((*kept.shape[:2], 2, kept.shape[3]), kept.dtype)
+    reference = Streams(model, np.concatenate([kept, fresh], axis=2))
+    np.testing.assert_allclose(streams.logits, reference.logits, rtol=1e-5, atol=1e-6)
+    for i in vocab.encode("sat"):
+        ids = np.array([i, i, (i + 3) % len(vocab), i])
+        streams.push(ids)
+        reference.push(ids)
+        np.testing.assert_allclose(streams.logits, reference.logits, rtol=1e-5, atol=1e-6)
