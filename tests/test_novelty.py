@@ -49,7 +49,14 @@ def test_suffix_array_and_matches_agree_with_brute_force(tmp_path, monkeypatch, 
         assert training[places[i] : places[i] + n] == query[i : i + n].tolist()
 
 
+def forget_index(run_dir) -> None:
+    """Remove an index an earlier command (`report` on the shared run) built there."""
+    for name in (novelty_module.INDEX_FILE, novelty_module.INDEX_META):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def test_copied_text_is_found_where_it_is_and_new_text_is_not(trained_run, run_copy):
+    forget_index(run_copy)
     run = load(run_copy)
     calls = []
     index = TrainingIndex.open(run, lambda: calls.append(1))
@@ -77,6 +84,7 @@ def test_a_run_without_its_id_cache_is_encoded_once_into_charrnns_cache(
     run_copy, trained_run, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    forget_index(run_copy)
     for name in ("corpus.ids.npy", "corpus.json"):
         (run_copy / name).unlink()
     run = load(run_copy)
