@@ -18,7 +18,7 @@ from charrnn.inspect import Trace, trace
 from charrnn.model import CharRNN
 from charrnn.notebook import train
 from charrnn.observe import Observer, StepStats
-from charrnn.sample import Sampler, generate, generate_many
+from charrnn.sample import Sample, Sampler, generate, generate_many, generate_samples
 from charrnn.training import TrainConfig, TrainResult, evaluate
 from charrnn.version import __version__
 from charrnn.vocab import Vocab
@@ -35,6 +35,7 @@ __all__ = [
     "Observer",
     "Run",
     "RunInUseError",
+    "Sample",
     "Sampler",
     "StepStats",
     "TextFile",
@@ -49,6 +50,7 @@ __all__ = [
     "export",
     "generate",
     "generate_many",
+    "generate_samples",
     "load",
     "trace",
     "train",

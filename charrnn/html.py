@@ -239,11 +239,20 @@ def config_table(meta: dict) -> str:
     return f'<table class="cfg">{body}</table>'
 
 
-def report_page(title: str, meta: dict, records: list[dict], trace: Trace | None) -> str:
-    """`charrnn report`: configuration, loss curves, each evaluation's sample, a heat-map."""
+def report_page(
+    title: str,
+    meta: dict,
+    records: list[dict],
+    trace: Trace | None,
+    novelty: dict[int, str] | None = None,
+) -> str:
+    """`charrnn report`: configuration, loss curves, each evaluation's sample (with how much
+    of it the training text holds, from `novelty` by step), a heat-map."""
     e = html.escape
+    novelty = novelty or {}
     samples = "".join(
         f'<h3>step {r["step"]:,}</h3><pre class="sample">{e(r["sample"])}</pre>'
+        + (f'<p class="novelty">{e(novelty[r["step"]])}</p>' if r["step"] in novelty else "")
         for r in records
         if isinstance(r.get("sample"), str)
     )

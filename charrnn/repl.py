@@ -6,6 +6,7 @@ import contextlib
 import re
 import signal
 import sys
+from collections import deque
 
 import numpy as np
 from rich.console import Console
@@ -16,6 +17,7 @@ from charrnn import colours
 from charrnn.checkpoint import Run
 from charrnn.errors import CharRNNError, ConfigError, VocabError
 from charrnn.sample import Sampler, Streams, check_sampling
+from charrnn.stops import StopText, unescape
 
 HELP = [
     (":temp F", "temperature, 0 is greedy"),
@@ -23,6 +25,7 @@ HELP = [
     (":topk K", "sample among the K likeliest symbols (:topk off to stop)"),
     (":topp P", "nucleus sampling with mass P (:topp off to stop)"),
     (":seed N", "restart the random generator with seed N"),
+    (":stop STR", "also end a turn where the text ends with STR (\\n is a newline; :stop off)"),
     (":show on|off", "colour each generated symbol by how sure the model was of it"),
     (":reset", "forget the conversation so far"),
     (":help", "this table"),
@@ -42,9 +45,12 @@ class Repl:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        stop: list[str] | None = None,
+        keep_stop: bool = False,
     ):
         self.model, self.vocab, self.console = run.model, run.vocab, console
         self.length = length
+        self.stops, self.keep_stop = list(stop or []), keep_stop
         self.sampler = Sampler(temperature, top_k, top_p, seed)
         self.streams: Streams | None = None  # the conversation so far; None before it starts
         self.show = False  # colour generated symbols by the model's surprisal (:show on)
@@ -77,24 +83,39 @@ class Repl:
             stopped = True  # checked between symbols: every symbol shown is also fed
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
+        cut = StopText(self.stops, self.keep_stop)
+        held: deque[tuple[str, Text | None]] = deque()  # drawn symbols not shown yet
         try:
             for _ in range(self.length):
-                if stopped:
+                if stopped or cut.stop is not None:
                     break
                 ids = self.sampler.draw(self.streams.logits)
                 symbol = self.vocab.symbols[ids[0]]
-                if self.show and symbol != "\n":
-                    self.console.print(self.shaded(symbol, ids[0]), end="")
-                else:
-                    out.write(symbol)
-                    out.flush()
+                held.append((symbol, self.shaded(symbol, ids[0]) if self.show else None))
+                self.show_text(cut.push(symbol), held)
                 self.streams.push(ids)
+            self.show_text(cut.flush(), held)
         finally:
             signal.signal(signal.SIGINT, previous)
         out.write("\n")
         out.flush()
         if stopped:
             self.console.print("[dim](stopped)[/dim]")
+
+    def show_text(self, text: str, held: deque[tuple[str, Text | None]]) -> None:
+        """Print `text`, the held symbols it begins with in their :show colours (a stop
+        string kept by --keep-stop plainly)."""
+        while held and text.startswith(held[0][0]):
+            symbol, shaded = held.popleft()
+            text = text[len(symbol) :]
+            if shaded is not None and symbol != "\n":
+                self.console.print(shaded, end="")
+            else:
+                sys.stdout.write(symbol)
+        if text:
+            held.clear()  # the rest is a kept stop string
+            sys.stdout.write(text)
+        sys.stdout.flush()
 
     def command(self, line: str) -> bool:
         """Apply a `:command`; returns False when the user asked to quit."""
@@ -127,6 +148,8 @@ class Repl:
                 top_p = None if value == "off" else float(value)
                 check_sampling(s.temperature, s.top_k, top_p)
                 s.top_p = top_p
+            elif name == "stop":
+                self.stops = [] if value == "off" else [*self.stops, unescape(value)]
             elif name == "seed":
                 s.rng = np.random.default_rng(int(value))
             elif name == "show":
@@ -150,10 +173,11 @@ class Repl:
 
     def settings(self) -> str:
         s = self.sampler
+        stops = ", ".join(repr(stop) for stop in self.stops)
         return (
             f"temperature {s.temperature:g}, length {self.length}, "
             f"top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}"
-        )
+        ) + (f", stop {stops}" if stops else "")
 
     def shaded(self, symbol: str, drawn: int) -> Text:
         """The symbol on the heat-map colour of its surprisal under the model's own

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from charrnn import blas
 from charrnn.errors import ConfigError, VocabError
 from charrnn.model import CharRNN, suffix
 from charrnn.parallel import stream_slices
+from charrnn.stops import StopText
 from charrnn.vocab import Vocab
 
 # The smallest normal float64: exponential draws are raised to it before their log.
@@ -93,16 +95,35 @@ class Sampler:
             return np.argmax(logits, axis=1)
         if np.size(logits) <= GUMBEL_MAX_DRAWS:
             scores = self._scores_t(logits).T  # (N, V)
-            noise = self.rng.standard_exponential(scores.shape)  # (N, V)
-            np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
-            np.log(noise, out=noise)
-            np.subtract(scores, noise, out=noise)
-            return noise.argmax(axis=1)  # along contiguous rows: across them is a strided crawl
+            return gumbel_max(scores, self.rng.standard_exponential(scores.shape))
         cdf = self._weights_t(logits)  # (V, N), unnormalised
         np.cumsum(cdf, axis=0, out=cdf)
         u = self.rng.random(cdf.shape[1])
         u *= cdf[-1]
         return np.minimum((cdf <= u).sum(axis=0), len(cdf) - 1)
+
+
+def gumbel_max(scores: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """argmax of score - ln E per row, scores (N, V) and E ~ Exp(1) (N, V), overwritten."""
+    np.maximum(noise, TINY, out=noise)  # ln 0 = -inf would meet a -inf score as nan
+    np.log(noise, out=noise)
+    np.subtract(scores, noise, out=noise)
+    return noise.argmax(axis=1)  # along contiguous rows: across them is a strided crawl
+
+
+def draw_together(samplers: Sequence[Sampler], logits: np.ndarray, counts: Sequence[int]):
+    """One id per row of logits (N, V), rows in consecutive blocks of `counts`, each block drawn
+    exactly as its own sampler's `draw` would (the same ids from the same generator state); the
+    samplers share their settings. Many requests' streams in one pass, for a server."""
+    first = samplers[0]
+    if first.temperature == 0 or np.size(logits) > GUMBEL_MAX_DRAWS:
+        ends = np.cumsum(counts)
+        blocks = [s.draw(logits[e - n : e]) for s, n, e in zip(samplers, counts, ends, strict=True)]
+        return np.concatenate(blocks)
+    scores = first._scores_t(logits).T  # (N, V)
+    V = scores.shape[1]
+    noise = [s.rng.standard_exponential((n, V)) for s, n in zip(samplers, counts, strict=True)]
+    return gumbel_max(scores, np.concatenate(noise))
 
 
 class Streams:
@@ -135,12 +156,35 @@ class Streams:
                 W_next, b_y = p["W_hy"], p["b_y"]  # (H, V), (V,)
                 self.b_next.append(b_y)
             self.W_cat.append(np.concatenate([W_hh, W_next], axis=1))
-        self.out = [np.empty((B, W.shape[1]), model.dtype) for W in self.W_cat]
-        self.xw = [np.empty((B, self.gate_width), model.dtype) for _ in range(L)]
-        self.logits = np.empty((B, model.vocab_size), model.dtype)  # the logits of the top h
-        for layer in range(L):
+        self.dtype, self.vocab_size = model.dtype, model.vocab_size
+        self.reset(self.state)
+
+    def reset(self, state: np.ndarray) -> None:
+        """Take another set of streams, their state (L, S, B, H), keeping the prepared weights:
+        a server adds and drops streams between steps this way."""
+        self.state = np.ascontiguousarray(state, self.dtype)  # (L, S, B, H)
+        B = self.state.shape[2]
+        self.out = [np.empty((B, W.shape[1]), self.dtype) for W in self.W_cat]
+        self.xw = [np.empty((B, self.gate_width), self.dtype) for _ in self.cells]
+        self.logits = np.empty((B, self.vocab_size), self.dtype)  # the logits of the top h
+        for layer in range(len(self.cells)):
             self._project(layer)
         np.add(self.out[-1][:, self.gate_width :], self.b_next[-1], out=self.logits)
+
+    def regroup(self, keep: Sequence[int], new: int) -> None:
+        """Keep the streams `keep`, in that order, and add `new` fresh ones (zero state) after
+        them, reusing what the kept ones have computed: a server's streams come and go."""
+
+        def rows(a: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+            return np.concatenate([a[keep], np.broadcast_to(fresh, (new, *a.shape[1:]))])
+
+        L, S, _, H = self.state.shape
+        fresh = np.zeros((L, S, new, H), self.dtype)
+        self.state = np.concatenate([self.state[:, :, keep], fresh], axis=2)  # (L, S, B, H)
+        self.out = [rows(out, np.zeros((), self.dtype)) for out in self.out]  # 0 W = 0
+        self.logits = rows(self.logits, self.b_next[-1])  # a zero state's logits: the bias
+        B = self.state.shape[2]
+        self.xw = [np.empty((B, self.gate_width), self.dtype) for _ in self.cells]
 
     def _project(self, layer: int) -> None:
         np.matmul(self.state[layer, 0], self.W_cat[layer], out=self.out[layer])
@@ -263,12 +307,77 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    stop: Sequence[str] = (),
+    keep_stop: bool = False,
 ) -> Iterator[str]:
-    """Yield the continuation of `prime`, one symbol at a time (temperature 0 is greedy)."""
+    """Yield the continuation of `prime` as it is made (temperature 0 is greedy), ending at
+    the first of the `stop` strings (shown only with `keep_stop`); text that may begin one is
+    held back until decided."""
     sampler = Sampler(temperature, top_k, top_p, seed)
     symbols = vocab.symbols
+    cut = StopText(stop, keep_stop)
     for ids in generate_ids(model, vocab, prime, length, 1, sampler):
-        yield symbols[ids[0]]
+        shown = cut.push(symbols[ids[0]])
+        if shown:
+            yield shown
+        if cut.stop is not None:
+            return
+    held = cut.flush()
+    if held:
+        yield held
+
+
+@dataclass
+class Sample:
+    """A generated text, the stop string that ended it (None: it ran to its length) and the
+    symbols generated, the stop string's included."""
+
+    text: str
+    stop: str | None
+    symbols: int
+
+
+def generate_samples(
+    model: CharRNN,
+    vocab: Vocab,
+    num: int,
+    prime: str = "",
+    length: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    keep_stop: bool = False,
+    workers: int = 1,
+) -> list[Sample]:
+    """`num` independent continuations of `prime`, generated side by side in one batch (over
+    `workers` threads), each ending at its first stop string; generation ends when every one
+    has stopped."""
+    sampler = Sampler(temperature, top_k, top_p, seed)
+    cuts = [StopText(stop, keep_stop) for _ in range(num)]
+    shown: list[list[str]] = [[] for _ in range(num)]
+    ended = [length] * num  # symbols generated by each stream when it stopped
+    columns = []
+    going = list(range(num)) if stop else []
+    steps = generate_ids(model, vocab, prime, length, num, sampler, workers)
+    for step, ids in enumerate(steps):
+        columns.append(ids)
+        for row in going:
+            shown[row].append(cuts[row].push(vocab.symbols[ids[row]]))
+            if cuts[row].stop is not None:
+                ended[row] = step + 1
+        if stop:
+            going = [row for row in going if cuts[row].stop is None]
+            if not going:
+                break
+    if not stop:
+        rows = np.array(columns, dtype=np.int64).reshape(len(columns), num).T
+        return [Sample(vocab.decode(row), None, length) for row in rows]
+    return [
+        Sample("".join(shown[row]) + cuts[row].flush(), cuts[row].stop, ended[row])
+        for row in range(num)
+    ]
 
 
 def generate_many(
@@ -281,10 +390,22 @@ def generate_many(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    stop: Sequence[str] = (),
+    keep_stop: bool = False,
     workers: int = 1,
 ) -> list[str]:
     """`num` independent continuations of `prime`, generated side by side in one batch (over
     `workers` threads; the texts are the same for any number)."""
-    sampler = Sampler(temperature, top_k, top_p, seed)
-    columns = np.array(list(generate_ids(model, vocab, prime, length, num, sampler, workers)))
-    return [vocab.decode(row) for row in columns.reshape(length, num).T]
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    samples = generate_samples(
+        model,
+        vocab,
+        num,
+        prime,
+        length,
+        **options,
+        stop=stop,
+        keep_stop=keep_stop,
+        workers=workers,
+    )
+    return [s.text for s in samples]

@@ -57,16 +57,24 @@ NUMERIC = {
     "neurons": {"--top": "from 1 to 1,000", "--max-chars": MAX_CHARS},
     "report": {"--max-chars": MAX_CHARS},
     "corpora": {},
+    "novelty": {},
+    "serve": {
+        "--port": "from 0 to 65,535",
+        "--max-length": "from 1 to 100,000,000",
+        "--streams": "from 1 to 4,096",
+        "--grace": "in [0, 3600]",
+    },
 }
 # The six kinds of value the README promises for every option, each refused where it is
 # outside the option's range and accepted where it is inside (0 for --dropout, a huge --top-k).
 KINDS = {"zero": "0", "negative": "-1", "huge": None, "nan": "nan", "inf": "inf", "text": "fast"}
 # Options that take a value that is not a number (choices are checked by argparse itself).
 NOT_NUMERIC = {"--corpus", "--encoding", "--out", "--resume", "--init-from", "--prime", "--text"}
-NOT_NUMERIC |= {"--unit", "--html", "--output"}
+NOT_NUMERIC |= {"--unit", "--html", "--output", "--stop", "--host", "--api-key"}
 POSITIONAL = {
     "train": (), "sample": ("run",), "repl": ("run",), "eval": ("run", "file"),
     "show": ("run", "file"), "neurons": ("run", "file"), "report": ("run",),
+    "novelty": ("run",), "serve": ("run",),
 }  # fmt: skip
 
 

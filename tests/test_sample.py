@@ -298,3 +298,39 @@ def test_boundary_settings_are_valid(model, vocab):
     assert "".join(generate(model, vocab, "the ", 30, **greedy)) == expected
     assert "".join(generate(model, vocab, "the ", 30, temperature=1.0, top_k=1)) == expected
     assert generate_many(model, vocab, 2, prime="the ", length=30, **greedy) == [expected] * 2
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_draw_together_draws_as_each_sampler_would(temperature, draw_method):
+    """Blocks of rows drawn in one pass equal each block drawn by its own sampler, step after
+    step (the generators move on alike)."""
+    logits = np.random.default_rng(0).standard_normal((6, 9))
+    counts, ends = [1, 3, 2], np.cumsum([1, 3, 2])
+    together = [Sampler(temperature, top_k=5, seed=seed) for seed in (1, 2, 3)]
+    alone = [Sampler(temperature, top_k=5, seed=seed) for seed in (1, 2, 3)]
+    draws = []
+    for _ in range(4):
+        joint = sample_module.draw_together(together, logits, counts)
+        blocks = [s.draw(logits[e - n : e]) for s, n, e in zip(alone, counts, ends, strict=True)]
+        assert joint.tolist() == np.concatenate(blocks).tolist()
+        draws.append(joint.tolist())
+    assert temperature == 0 or len({tuple(d) for d in draws}) > 1
+
+
+def test_regrouped_streams_go_on_as_fresh_streams_of_those_states(model, vocab):
+    """Dropping and adding streams keeps what the kept ones computed, and new ones start
+    from the zero state: the same logits, now and after the next symbols, as streams made
+    from those states."""
+    streams = Streams(model, model.zero_state(4))
+    for i in vocab.encode("the cat"):
+        streams.push(np.array([i, (i + 1) % len(vocab), (i + 2) % len(vocab), i]))
+    kept = streams.state[:, :, [3, 1]].copy()
+    streams.regroup([3, 1], 2)
+    fresh = np.zeros((*kept.shape[:2], 2, kept.shape[3]), kept.dtype)
+    reference = Streams(model, np.concatenate([kept, fresh], axis=2))
+    np.testing.assert_allclose(streams.logits, reference.logits, rtol=1e-5, atol=1e-6)
+    for i in vocab.encode("sat"):
+        ids = np.array([i, i, (i + 3) % len(vocab), i])
+        streams.push(ids)
+        reference.push(ids)
+        np.testing.assert_allclose(streams.logits, reference.logits, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 
-from charrnn.cli import corpora, export, generate, inside, train
+from charrnn.cli import corpora, export, generate, inside, serve, train
 from charrnn.cli.common import Parser, silence_stdout
 from charrnn.cli.inside import tsv_escape, tsv_unescape
 from charrnn.errors import CharRNNError
@@ -20,7 +20,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="charrnn", description="Character-level RNN text generation in NumPy.")
     parser.add_argument("--version", action="version", version=f"charrnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for group in (train, generate, inside, corpora, export):
+    for group in (train, generate, inside, serve, corpora, export):
         group.add_commands(commands)
     return parser
 

@@ -343,6 +343,22 @@ def validation_tail(meta: dict, max_chars: int) -> str:
     return text[cut + 1 :] if 0 <= cut < len(text) // 2 else text
 
 
+def novelty_notes(run: checkpoint.Run, records: list[dict], out) -> dict[int, str]:
+    """The memorisation figures of each recorded sample, by step, for the report page (none,
+    said once, when the training text is not at hand)."""
+    from charrnn.novelty import TrainingIndex
+
+    samples = {r["step"]: r["sample"] for r in records if isinstance(r.get("sample"), str)}
+    if not samples:
+        return {}
+    try:
+        index = TrainingIndex.open(run, lambda: out.print("indexing the training text"))
+        return {step: index.novelty(text).summary() for step, text in samples.items()}
+    except CharRNNError as exc:
+        out.print(f"no novelty figures: {exc}", markup=False)
+        return {}
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from charrnn.inspect import trace as run_trace
 
@@ -358,7 +374,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         except CharRNNError as exc:
             out.print(f"no heat-map: {exc}", markup=False)
             tr = None
-    page = html_page.report_page(f"charrnn run {args.run}", run.config, records, tr)
+    notes = novelty_notes(run, records, out)
+    page = html_page.report_page(f"charrnn run {args.run}", run.config, records, tr, notes)
     try:
         args.output.write_text(page, encoding="utf-8")
     except OSError as exc:
