@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn.checkpoint import Run
-from charrnn.sample import Sampler, Streams, draw_together
+from charrnn.parallel import worker_count
+from charrnn.sample import Sampler, Streams, WorkerStreams, draw_together
 from charrnn.stops import StopText
 
 
@@ -93,10 +94,14 @@ class Batcher:
     """Steps up to `capacity` streams at once in its own thread. `submit` admits a job if its
     streams fit beside those open (else False: the caller answers 503); `close` stops."""
 
-    def __init__(self, run: Run, capacity: int) -> None:
+    def __init__(self, run: Run, capacity: int, workers: int | None = None) -> None:
         self.vocab, self.capacity = run.vocab, capacity
         self.model = run.model
-        self.streams = Streams(run.model, run.model.zero_state(0))
+        workers = worker_count(workers, capacity)  # threads that step the streams' slices
+        if workers > 1:
+            self.streams = WorkerStreams(run.model, run.model.zero_state(0), workers)
+        else:
+            self.streams = Streams(run.model, run.model.zero_state(0))
         self.rows: list[_Row] = []
         self.plan: tuple | None = None  # who draws with whom, until the rows change
         self.rng = np.random.default_rng()  # for every request without a seed
@@ -125,6 +130,8 @@ class Batcher:
             self.closing = self.cutting = True
             self.lock.notify()
         self.thread.join()
+        if isinstance(self.streams, WorkerStreams):
+            self.streams.close()
         self._cut_off([row.job for row in self.rows] + self.waiting)
 
     def refuse_new(self) -> None:

@@ -219,28 +219,45 @@ class WorkerStreams:
 
     def __init__(self, model: CharRNN, state: np.ndarray, workers: int) -> None:
         B = np.shape(state)[-2]
-        state = np.asarray(state).reshape(model.state_shape(B))
-        self.slices = stream_slices(B, workers)
-        self.parts = [Streams(model, state[:, :, s]) for s in self.slices]
-        self.logits = np.concatenate([part.logits for part in self.parts])  # (B, V)
-        self.pool = ThreadPoolExecutor(len(self.parts) - 1, thread_name_prefix="charrnn-worker")
+        self.parts = [Streams(model, model.zero_state(0)) for _ in range(workers)]
+        self.pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="charrnn-worker")
+        self.reset(np.asarray(state, model.dtype).reshape(model.state_shape(B)))
 
     @property
     def state(self) -> np.ndarray:
         """(L, S, B, H), every slice's state side by side."""
         return np.concatenate([part.state for part in self.parts], axis=2)
 
+    def reset(self, state: np.ndarray) -> None:
+        """Take another set of streams, their state (L, S, B, H), split anew over the workers
+        (a worker left without streams holds none)."""
+        B = state.shape[2]
+        self.slices = stream_slices(B, len(self.parts)) if B else []
+        for i, part in enumerate(self.parts):
+            part.reset(state[:, :, self.slices[i]] if i < len(self.slices) else state[:, :, :0])
+        self.logits = np.concatenate([part.logits for part in self.parts])  # (B, V)
+
+    def regroup(self, keep: Sequence[int], new: int) -> None:
+        """Keep the streams `keep`, in that order, and add `new` fresh ones (zero state) after
+        them, as `Streams.regroup` does."""
+        state = self.state
+        L, S, _, H = state.shape
+        fresh = np.zeros((L, S, new, H), state.dtype)
+        self.reset(np.concatenate([state[:, :, keep], fresh], axis=2))
+
     def push(self, ids: np.ndarray) -> None:
         """Feed one symbol to each stream, every slice on its worker."""
-        first, *rest = zip(self.parts, self.slices, strict=True)
+        if not self.slices:
+            return
+        (first, first_streams), *rest = zip(self.parts, self.slices, strict=False)
         with blas.pinned_one_thread():
             futures = [self.pool.submit(part.push, ids[s]) for part, s in rest]
             try:
-                first[0].push(ids[first[1]])
+                first.push(ids[first_streams])
             finally:
                 for future in futures:
                     future.result()
-        for part, s in zip(self.parts, self.slices, strict=True):
+        for part, s in zip(self.parts, self.slices, strict=False):
             self.logits[s] = part.logits
 
     def feed(self, ids: np.ndarray) -> None:

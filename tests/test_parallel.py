@@ -188,3 +188,26 @@ def test_workers_keep_the_callers_floating_point_error_handling():
         assert not np.isfinite(loss)
         with np.errstate(all="raise"), pytest.raises(FloatingPointError):
             parallel.loss(x, y, state0)
+
+
+def test_worker_streams_regroup_as_one_streams_does():
+    """A server's streams come and go: keeping some, adding fresh ones and pushing, over 3
+    workers (one left idle at 2 streams), gives the logits and state of one `Streams`."""
+    from charrnn.sample import Streams, WorkerStreams
+
+    model = perturbed("lstm", 2)
+    one = Streams(model, model.zero_state(0))
+    many = WorkerStreams(model, model.zero_state(0), 3)
+    rng = np.random.default_rng(7)
+    try:
+        for keep, new in [([], 4), ([0, 2, 3], 2), ([4, 1], 0), ([1], 5), ([], 0), ([], 2)]:
+            one.regroup(keep, new)
+            many.regroup(keep, new)
+            for _ in range(3):
+                ids = rng.integers(0, model.vocab_size, len(keep) + new)
+                one.push(ids)
+                many.push(ids)
+            np.testing.assert_allclose(many.logits, one.logits, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(many.state, one.state, rtol=1e-12, atol=1e-12)
+    finally:
+        many.close()
