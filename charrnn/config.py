@@ -10,11 +10,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from charrnn.cells import CELLS
+from charrnn.choices import CELL_NAMES, MAX_HIDDEN, MAX_LAYERS, OPTIMIZER_NAMES, UNITS
 from charrnn.errors import ConfigError
-from charrnn.model import MAX_HIDDEN, MAX_LAYERS
-from charrnn.optim import OPTIMIZERS
-from charrnn.vocab import UNITS
 
 SCHEDULES = ("cosine", "constant", "wsd")
 BIG = 10**9  # the bound of counts that have no natural one (steps, warm-up, intervals)
@@ -91,7 +88,7 @@ class TrainConfig:
     """Hyperparameters of a run; saved in its metadata and reused on resume."""
 
     hidden: int = setting(512, "hidden units per layer", low=1, high=MAX_HIDDEN)
-    cell: str = setting("rnn", "recurrent cell", choices=tuple(CELLS))
+    cell: str = setting("rnn", "recurrent cell", choices=CELL_NAMES)
     layers: int = setting(1, "stacked recurrent layers", low=1, high=MAX_LAYERS)
     seq_len: int = setting(25, "BPTT chunk length T", low=1, high=100_000)
     batch: int = setting(64, "parallel streams B", low=1, high=100_000)
@@ -103,7 +100,7 @@ class TrainConfig:
         high=1024,
     )
     lr: float = setting(2e-3, "peak learning rate", kind=float, low=0, high=10, low_open=True)
-    optimizer: str = setting("adam", "optimizer", choices=tuple(OPTIMIZERS))
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZER_NAMES)
     clip: float = setting(
         5.0, "global gradient-norm bound, 0 for none", kind=float, low=0, high=1e6
     )

@@ -6,9 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from charrnn import checkpoint, sample
 from charrnn.cli.common import float_range, int_range
-from charrnn.progress import console
 
 
 def add_commands(commands) -> None:
@@ -45,6 +43,8 @@ def add_commands(commands) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, sample
+
     sample.check_sampling(args.temperature, args.top_k, args.top_p)
     run = checkpoint.load(args.run, args.checkpoint)
     options = dict(
@@ -80,6 +80,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_repl(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, sample
+    from charrnn.progress import console
     from charrnn.repl import Repl
 
     sample.check_sampling(args.temperature, args.top_k, args.top_p)

@@ -10,14 +10,8 @@ import shlex
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from charrnn import checkpoint, corpus, rundir, training
-from charrnn.chart import loss_chart
 from charrnn.cli.common import LN2, option_type, silence_stdout
 from charrnn.config import (
     DEFAULT_MINUTES,
@@ -29,7 +23,11 @@ from charrnn.config import (
 )
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.observe import StopRequest
-from charrnn.progress import DownloadProgress, RichObserver, console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from charrnn import corpus, training
 
 
 def add_commands(commands) -> None:
@@ -115,6 +113,9 @@ def load_text(
     source: corpus.Source | None = None,
 ) -> tuple[str | corpus.TextFile | corpus.TextFiles, dict]:
     """The corpus of FILE... or --corpus NAME (or a recorded `source`), with a download bar."""
+    from charrnn import corpus
+    from charrnn.progress import DownloadProgress
+
     bar = DownloadProgress(out)
     try:
         if source is not None:
@@ -125,18 +126,23 @@ def load_text(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None and args.out is not None:
+        raise ConfigError("--resume continues a run in place; leave out --out")
+    if args.resume is not None and args.init_from is not None:
+        raise ConfigError(
+            "--init-from starts a new run; a resumed run goes on from its own weights"
+        )
+    import numpy as np
+
+    from charrnn import corpus, rundir, training
+    from charrnn.progress import RichObserver, console
+
     out = console()
     given = {
         k: getattr(args, k) for k in TrainConfig.options() if getattr(args, k, None) is not None
     }
     base = None
     if args.resume is not None:
-        if args.out is not None:
-            raise ConfigError("--resume continues a run in place; leave out --out")
-        if args.init_from is not None:
-            raise ConfigError(
-                "--init-from starts a new run; a resumed run goes on from its own weights"
-            )
         config, source = training.read_run_config(args.resume)
         fixed = changed_on_resume(dataclasses.replace(config, **given), dataclasses.asdict(config))
         if fixed:
@@ -199,6 +205,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _report(out: Console, result: training.TrainResult, stop: StopFlag) -> int:
     """The closing table and what to do next; the exit code (128 + signal after a stop)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn import checkpoint
+    from charrnn.chart import loss_chart
+
     run_dir = result.run_dir
     table = Table(title=escape(f"run {result.run_dir}"), title_justify="left")
     for name in (
