@@ -54,6 +54,9 @@ LN2 = math.log(2)
 BASES = {"english": Path(__file__).parent / "data" / "english.npz"}
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 EVAL_BLOCK = 1 << 20  # ids that `evaluate` reads at a time
+# `evaluate` gives each of its (at most 64) streams at least this many predictions: every
+# stream starts without context, so a short text cut 64 ways reads worse than it is.
+EVAL_STREAM_SYMBOLS = 1000
 
 
 @dataclass
@@ -97,17 +100,25 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     return config.lr * warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * left)
 
 
+def eval_streams(predictions: int, streams: int | None = None) -> int:
+    """The streams `evaluate` cuts a text into: `streams` when given (at most one per
+    prediction), else 64 or fewer, each of at least EVAL_STREAM_SYMBOLS predictions."""
+    if streams is not None:
+        return min(streams, predictions)
+    return max(1, min(64, predictions // EVAL_STREAM_SYMBOLS))
+
+
 def evaluate(
     model: CharRNN | DataParallel,
     ids: np.ndarray | IdFile,
     seq_len: int = 100,
-    streams: int = 64,
+    streams: int | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> float | None:
     """Mean nats per symbol of predicting every symbol of `ids` after the first (None when
     `stop` asked to stop first).
 
-    The text is cut into `streams` contiguous streams walked in chunks with state carried
+    The text is cut into `eval_streams` contiguous streams walked in chunks with state carried
     (spread over the workers of a DataParallel model);
     the few positions left over continue the last stream, so every symbol counts once. The ids
     (an array, maybe memory-mapped, or an IdFile) are read about EVAL_BLOCK at a time, whole
@@ -116,7 +127,7 @@ def evaluate(
     n = len(ids) - 1
     if n < 1:
         raise CorpusError("evaluation text needs at least 2 symbols")
-    B = min(streams, n)
+    B = eval_streams(n, streams)
     L = n // B  # stream s predicts ids[s*L + 1 : (s+1)*L + 1]
     width = seq_len * max(1, EVAL_BLOCK // (B * seq_len))  # columns read at a time
     h = model.zero_state(B)
@@ -144,20 +155,19 @@ def evaluate_file(
     vocab: Vocab,
     source: TextFile,
     seq_len: int = 100,
-    streams: int = 64,
+    streams: int | None = None,
     workers: int | None = None,
 ) -> tuple[float, int]:
     """Mean nats per symbol of a text file of any size, and the number of predictions: the
     file is encoded piece by piece into an anonymous temporary file that `evaluate` reads a
     block at a time, so memory stays bounded and the figure is that of the text in memory.
     The streams are spread over `workers` threads (default: the usable cores)."""
-    with (
-        encode_file_ids(source, vocab) as ids,
-        DataParallel(model, worker_count(workers, streams)) as parallel,
-    ):
+    with encode_file_ids(source, vocab) as ids:
         if len(ids) < 2:
             raise CorpusError(f"{source.path}: needs at least 2 symbols to evaluate")
-        return evaluate(parallel, ids, seq_len, streams), len(ids) - 1
+        streams = eval_streams(len(ids) - 1, streams)
+        with DataParallel(model, worker_count(workers, streams)) as parallel:
+            return evaluate(parallel, ids, seq_len, streams), len(ids) - 1
 
 
 def train(

@@ -316,7 +316,9 @@ def test_eval_prints_nats_and_bits_per_char(trained_run, tmp_path):
     val_file.write_text(text[-n_val:], encoding="utf-8")
     out = assert_ok(run_cli("eval", trained_run.dir, val_file))
     m = re.fullmatch(
-        r"(.+): (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions\n", out
+        r"(.+): (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions "
+        r"in 1 stream\n",
+        out,
     )
     assert m, out
     nats, bits = float(m[2]), float(m[3])

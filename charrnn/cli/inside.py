@@ -29,8 +29,8 @@ def add_commands(commands) -> None:
     p.add_argument(
         "--streams",
         type=int_range(1, 100_000),
-        default=64,
-        help="parallel streams, each from a zero state (64); 1 reads the text as `show` does",
+        help="parallel streams, each from a zero state (default: up to 64, each of at least "
+        "1,000 symbols); 1 reads the text as `show` does",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -85,9 +85,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = checkpoint.load(args.run, args.checkpoint)
     source = corpus.TextFile(args.file, args.encoding)
     nats, predictions = training.evaluate_file(run.model, run.vocab, source, streams=args.streams)
+    streams = training.eval_streams(predictions, args.streams)
     console().print(
         f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
-        f"over {predictions:,} predictions",
+        f"over {predictions:,} predictions in {streams} stream{'s' if streams > 1 else ''}",
         markup=False,
     )
     return 0
