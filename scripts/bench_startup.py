@@ -20,11 +20,16 @@ import _bench
 
 
 def seconds(checkout: Path, command: list[str]) -> float:
-    """Wall-clock seconds of one `python -m charrnn COMMAND` run from `checkout`."""
+    """Wall-clock seconds of one `python -m charrnn COMMAND` run from `checkout` (its working
+    directory too: `-m` puts that first on the import path)."""
     env = dict(os.environ, PYTHONPATH=str(checkout))
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "charrnn", *command], env=env, capture_output=True, check=True
+        [sys.executable, "-m", "charrnn", *command],
+        env=env,
+        cwd=checkout,
+        capture_output=True,
+        check=True,
     )
     return time.perf_counter() - start
 
