@@ -17,7 +17,6 @@ from charrnn.batches import Streams
 from charrnn.config import (  # noqa: F401  (the budget constants re-exported for callers)
     EVAL_SYMBOLS,
     LONG_BUDGET,
-    LONG_BUDGET_MINUTES,
     TrainConfig,
     adopt_base,
     changed_on_resume,
@@ -179,6 +178,7 @@ def train(
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
     init_from: str | os.PathLike | checkpoint.Run | None = None,
+    model_choice: dict | None = None,
 ) -> TrainResult:
     """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
     memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
@@ -187,6 +187,8 @@ def train(
     new run from that model's weights instead of random ones: its cell, layers, hidden size and
     unit (config fields left at their defaults take the base's; others are refused), the
     vocabularies merged by symbol (see `merge`); optimizer state and step count start fresh.
+    `model_choice` (`charrnn.budget.Choice.record()`) is saved with a new run; a resumed run
+    keeps the one it saved.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
@@ -212,7 +214,7 @@ def train(
         rundir.claim(run_dir, new=not resume),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # finiteness is checked
     ):
-        return _train(text, config, run_dir, source, resume, observer, stop, base)
+        return _train(text, config, run_dir, source, resume, observer, stop, base, model_choice)
 
 
 def _train(
@@ -224,10 +226,12 @@ def _train(
     observer: Observer | None,
     stop: Callable[[], bool] | None,
     base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
+    model_choice: dict | None = None,
 ) -> TrainResult:
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
     run = _Run(config, run_dir, observer or Observer(), stop or (lambda: False))
+    run.model_choice = model_choice
     run.start(text, source, resume, base)
     with run.parallel:  # the worker threads end with the run
         try:
@@ -266,6 +270,7 @@ class _Run:
         self.window_losses: list[float] = []  # training losses since the last evaluation
         self.best: tuple[float, int | None] = (math.inf, None)  # (val_loss, step)
         self.resumed = False
+        self.model_choice: dict | None = None  # the budget's choice of model, saved with the run
 
     # ---- start or resume ----------------------------------------------------------------------
 
@@ -314,6 +319,10 @@ class _Run:
             workers_before = saved["meta"]["train"].get("workers") or 1  # older runs had one
         self.parallel = DataParallel(self.model, config.workers)
         self.meta = self._metadata(source, encoded, len(train_ids), len(val_ids), lineage_meta)
+        if saved is not None:
+            self.model_choice = saved["meta"].get("model_choice")
+        if self.model_choice is not None:
+            self.meta["model_choice"] = self.model_choice
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
             {
@@ -329,6 +338,7 @@ class _Run:
                 "config": config,
                 "init_from": lineage_meta,
                 "workers_before": workers_before,
+                "model_choice": self.model_choice,
             }
         )
 

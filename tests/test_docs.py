@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.cli import build_parser
-from charrnn.config import DEFAULT_MINUTES, TrainConfig
+from charrnn.config import DEFAULT_MINUTES, LONG_BUDGET, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "corpora/README.md"]
@@ -160,6 +160,19 @@ def test_the_cli_table_gives_each_default():
         if not ok:
             wrong[flag] = (cell, default)
     assert wrong == {}
+
+
+def test_the_cli_table_gives_the_lstms_settings_where_they_differ():
+    """A default marked "(X)*" is the 2-layer LSTM's setting X, and every LSTM setting is marked."""
+    marked = {}
+    for flag, cell in documented_train_options().items():
+        m = re.search(r"\((.+)\)\*$", cell)
+        if m:
+            marked[flag[2:].replace("-", "_")] = m[1]
+    assert set(marked) == set(LONG_BUDGET)
+    for name, shown in marked.items():
+        value = LONG_BUDGET[name]
+        assert (shown == value) if isinstance(value, str) else float(shown) == value, name
 
 
 # ---- every command shown parses ---------------------------------------------------------------

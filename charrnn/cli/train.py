@@ -17,9 +17,9 @@ from charrnn.config import (
     DEFAULT_MINUTES,
     FINE_TUNE_LR,
     LONG_BUDGET,
-    LONG_BUDGET_MINUTES,
     TrainConfig,
     changed_on_resume,
+    choose_model,
 )
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.observe import StopRequest
@@ -78,11 +78,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def budget_default(defaults: TrainConfig, name: str) -> str:
-    """An option's default for help, with the one a long --minutes budget picks instead."""
+    """An option's default for help, with the 2-layer LSTM's when the budget picks that."""
     long = LONG_BUDGET.get(name)
     if long is None:
         return f"({getattr(defaults, name)})"
-    return f"({getattr(defaults, name)}; {long} with --minutes {LONG_BUDGET_MINUTES:g}+)"
+    return f"({getattr(defaults, name)}; {long} when the budget picks the LSTM)"
 
 
 class StopFlag(StopRequest):
@@ -141,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     given = {
         k: getattr(args, k) for k in TrainConfig.options() if getattr(args, k, None) is not None
     }
-    base = None
+    base = choice = None
     if args.resume is not None:
         config, source = training.read_run_config(args.resume)
         fixed = changed_on_resume(dataclasses.replace(config, **given), dataclasses.asdict(config))
@@ -166,7 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             given["minutes"] = DEFAULT_MINUTES
         if args.init_from is not None:
             base = training.load_base(args.init_from)
-        config = TrainConfig.for_budget(base, **given)
+        choice = choose_model(given, base)
+        config = choice.config
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else rundir.make_run_dir()
@@ -188,6 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 observer=observer,
                 stop=stop,
                 init_from=args.init_from,
+                model_choice=None if choice is None else choice.record(),
             )
     except CharRNNError:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
