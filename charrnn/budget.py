@@ -35,9 +35,10 @@ CANDIDATES = {"rnn": {}, "lstm": LONG_BUDGET}
 LABELS = {"rnn": "vanilla RNN", "lstm": "2-layer LSTM"}
 # Validation nats/char on tinyshakespeare (first 90% train, last 10% validation, the whole split
 # with carried state) after a budget of this many characters, each candidate with its own
-# settings and a schedule spanning the budget: `python scripts/bench_crossover.py` (steps x B x
-# T up to 8M, 2026-12-05, one BLAS thread), and the runs of three and ten minutes and the LSTM's
-# thirty in docs/performance.md, "Text quality per minute" (their steps x B x T).
+# settings and a schedule spanning the budget: `python scripts/bench_crossover.py` (up to 16M
+# characters for the vanilla RNN, 4M for the LSTM, 2026-12-05, one BLAS thread), and the runs of
+# three and ten minutes and the LSTM's thirty in docs/performance.md, "Text quality per minute"
+# (their steps x B x T).
 CURVES = {
     "rnn": (
         (499_200, 2.582),
@@ -46,6 +47,7 @@ CURVES = {
         (4_000_000, 1.903),
         (8_000_000, 1.709),
         (13_868_800, 1.619),
+        (16_000_000, 1.601),
         (34_440_000, 1.549),
     ),
     "lstm": (
@@ -117,7 +119,7 @@ def describe(config: TrainConfig) -> str:
     return f"{depth}{cell}, H {config.hidden}"
 
 
-def millions(characters: float) -> str:
+def rounded(characters: float) -> str:
     """A count of characters to two or three figures: "~17.6M", "~250K", "~96"."""
     if characters >= 1e6:
         return f"~{characters / 1e6:.3g}M"
@@ -164,8 +166,8 @@ def by_budget(
         else f"{config.minutes:g} minutes at {bought[name] / config.minutes / 60:,.0f} chars/s here"
     )
     why = (
-        f"{budget} buy it {millions(bought[name])} characters, the {describe(configs[other])} "
-        f"{millions(bought[other])}; at those the curves measured on tinyshakespeare give "
+        f"{budget} buy it {rounded(bought[name])} characters, the {describe(configs[other])} "
+        f"{rounded(bought[other])}; at those the curves measured on tinyshakespeare give "
         f"~{expected[name]:.2f} against ~{expected[other]:.2f} nats/char"
     )
     return name, why
