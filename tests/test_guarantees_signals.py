@@ -26,19 +26,9 @@ from charrnn.checkpoint import read_meta, read_npz
 # middle of a checkpoint write often. The constant schedule makes the learning rate independent
 # of --steps, so a chain of runs with different budgets follows one trajectory.
 KILL_ARGS = (
-    *(
-        "--cell",
-        "rnn",
-        "--hidden",
-        "16",
-        "--seq-len",
-        "8",
-        "--batch",
-        "4",
-        "--schedule",
-        "constant",
-    ),
-    *("--warmup", "5", "--eval-every", "7", "--checkpoint-every", "1", "--sample-length", "0"),
+    *("--cell", "rnn", "--hidden", "16", "--seq-len", "8", "--batch", "4"),
+    *("--schedule", "constant", "--warmup", "5", "--eval-every", "7", "--checkpoint-every", "1"),
+    *("--sample-length", "0"),
 )
 
 
@@ -277,18 +267,8 @@ def test_ctrl_c_during_evaluation_stops_within_two_seconds(tmp_path, big_corpus,
     """SIGINT in the middle of a long evaluation (a periodic one, or the final one after the
     last step) stops it: exit 130 within 2 s, checkpoint at step 1, no evaluation recorded."""
     run = tmp_path / "run"
-    args = (
-        "train",
-        big_corpus,
-        "--cell",
-        "rnn",
-        "--hidden",
-        "1024",
-        "--batch",
-        "4",
-        "--seq-len",
-        "8",
-    )
+    args = ("train", big_corpus, "--cell", "rnn", "--hidden", "1024", "--batch", "4")
+    args += ("--seq-len", "8")
     args += ("--val-fraction", "0.9", "--out", run)
     if final:  # step 1 is the last one: the final evaluation follows at once
         args += ("--steps", "1", "--eval-every", "1000")
