@@ -36,7 +36,7 @@ LABELS = {"rnn": "vanilla RNN", "lstm": "2-layer LSTM"}
 # Validation nats/char on tinyshakespeare (first 90% train, last 10% validation, the whole split
 # with carried state) after a budget of this many characters, each candidate with its own
 # settings and a schedule spanning the budget: `python scripts/bench_crossover.py` (up to 16M
-# characters for the vanilla RNN, 4M for the LSTM, 2026-12-05, one BLAS thread), and the runs of
+# characters for the vanilla RNN, 8M for the LSTM, 2026-12-05, one BLAS thread), and the runs of
 # three and ten minutes and the LSTM's thirty in docs/performance.md, "Text quality per minute"
 # (their steps x B x T).
 CURVES = {
@@ -56,6 +56,7 @@ CURVES = {
         (2_000_000, 1.882),
         (4_000_000, 1.668),
         (4_316_800, 1.648),
+        (8_000_000, 1.532),
         (17_625_600, 1.473),
         (29_459_200, 1.447),
     ),
