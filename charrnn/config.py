@@ -251,7 +251,8 @@ def choose_model(
     settings = {**budget.CANDIDATES[choice.candidate], "lr": FINE_TUNE_LR, **given, **arch}
     config = TrainConfig(**settings)
     why = choice.line.partition(" (")[2]
-    line = f"model: {budget.describe(config)}, the base's (other settings: {why}"
+    label = budget.LABELS[choice.candidate]
+    line = f"model: {budget.describe(config)}, the base's; its other settings the {label}'s ({why}"
     return budget.Choice(config, choice.candidate, line)
 
 
