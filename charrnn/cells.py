@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from charrnn import blas
+from charrnn.choices import CELL_NAMES
 
 # The backward pass forms the derivative factors of the nonlinearities for as many steps at
 # once as fit in this many elements (256 KB of float32): one call per chunk instead of one or
@@ -71,7 +72,6 @@ def block_products(left: np.ndarray, blocks) -> np.ndarray:
 class _Cell:
     """Work buffers per (T, B) shared by the three cells; subclasses fill `_allocate`."""
 
-    name: str
     gates: int
     state_size: int
     x_scale: np.ndarray | None = None
@@ -151,7 +151,6 @@ class _Cell:
 class RNNCell(_Cell):
     """The vanilla tanh recurrence h' = tanh(xw_t + h W_hh); x_scale is None (no scaling)."""
 
-    name = "rnn"
     gates = 1
     state_size = 1
 
@@ -216,7 +215,6 @@ class LSTMCell(_Cell):
     so with halved inputs one np.tanh over all four blocks serves every gate.
     """
 
-    name = "lstm"
     gates = 4
     state_size = 2
 
@@ -378,7 +376,6 @@ class GRUCell(_Cell):
     so one np.tanh serves both gates.
     """
 
-    name = "gru"
     gates = 3
     state_size = 1
 
@@ -519,8 +516,6 @@ class GRUCell(_Cell):
         h += n  # h' = n + z (h - n)
 
 
-CELLS: dict[str, type[RNNCell] | type[LSTMCell] | type[GRUCell]] = {
-    "rnn": RNNCell,
-    "lstm": LSTMCell,
-    "gru": GRUCell,
-}
+CELLS: dict[str, type[RNNCell] | type[LSTMCell] | type[GRUCell]] = dict(
+    zip(CELL_NAMES, (RNNCell, LSTMCell, GRUCell), strict=True)
+)

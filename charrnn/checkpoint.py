@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.cells import CELLS
+from charrnn.choices import MAX_HIDDEN, MAX_LAYERS
 from charrnn.errors import CheckpointError, VocabError
 from charrnn.files import atomic_write_bytes
-from charrnn.model import MAX_HIDDEN, MAX_LAYERS, CharRNN, param_shapes
+from charrnn.model import CharRNN, param_shapes
 from charrnn.vocab import Vocab
 
 FORMAT = "charrnn"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from charrnn.cells import CELLS
+from charrnn import budget
+from charrnn.budget import LONG_BUDGET  # noqa: F401  (the 2-layer LSTM's settings, for callers)
+from charrnn.choices import CELL_NAMES, MAX_HIDDEN, MAX_LAYERS, OPTIMIZER_NAMES, UNITS
 from charrnn.errors import ConfigError
-from charrnn.model import MAX_HIDDEN, MAX_LAYERS
-from charrnn.optim import OPTIMIZERS
-from charrnn.vocab import UNITS
 
 SCHEDULES = ("cosine", "constant", "wsd")
 BIG = 10**9  # the bound of counts that have no natural one (steps, warm-up, intervals)
@@ -91,7 +91,7 @@ class TrainConfig:
     """Hyperparameters of a run; saved in its metadata and reused on resume."""
 
     hidden: int = setting(512, "hidden units per layer", low=1, high=MAX_HIDDEN)
-    cell: str = setting("rnn", "recurrent cell", choices=tuple(CELLS))
+    cell: str = setting("rnn", "recurrent cell", choices=CELL_NAMES)
     layers: int = setting(1, "stacked recurrent layers", low=1, high=MAX_LAYERS)
     seq_len: int = setting(25, "BPTT chunk length T", low=1, high=100_000)
     batch: int = setting(64, "parallel streams B", low=1, high=100_000)
@@ -103,7 +103,7 @@ class TrainConfig:
         high=1024,
     )
     lr: float = setting(2e-3, "peak learning rate", kind=float, low=0, high=10, low_open=True)
-    optimizer: str = setting("adam", "optimizer", choices=tuple(OPTIMIZERS))
+    optimizer: str = setting("adam", "optimizer", choices=OPTIMIZER_NAMES)
     clip: float = setting(
         5.0, "global gradient-norm bound, 0 for none", kind=float, low=0, high=1e6
     )
@@ -160,17 +160,10 @@ class TrainConfig:
 
     @classmethod
     def for_budget(cls, base: Any = None, **given) -> TrainConfig:
-        """A config as `charrnn train` makes it: `given` fields over the defaults of its budget
-        (`LONG_BUDGET` when minutes >= LONG_BUDGET_MINUTES, the class defaults otherwise).
-        With a `base` run to start from (a `checkpoint.Run`), its architecture (another one
-        given is refused) and the fine-tuning learning rate."""
-        minutes = given.get("minutes")
-        long_budget = minutes is not None and minutes >= LONG_BUDGET_MINUTES
-        if base is not None:
-            arch = base_architecture(base)
-            refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
-            given = {"lr": FINE_TUNE_LR, **given, **arch}
-        return cls(**{**(LONG_BUDGET if long_budget else {}), **given})
+        """A config as `charrnn train` makes it: `given` fields (steps or minutes among them)
+        over the settings of the model its budget picks (`choose_model`); with a `base` run to
+        start from (a `checkpoint.Run`), its architecture and the fine-tuning learning rate."""
+        return choose_model(given, base).config
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting outside its range."""
@@ -211,23 +204,6 @@ def changed_on_resume(config: TrainConfig, saved: dict) -> list[str]:
     ]
 
 
-# The architecture follows the budget, as measured on tinyshakespeare (README, "Text quality
-# per minute"): in three minutes the vanilla RNN's cheap steps win (1.619 nats/char against a
-# 2-layer LSTM's 1.653); in ten the LSTM does (1.473 with lr 3e-3 and the wsd schedule, 1.479
-# at a constant 2e-3, against 1.549). In thirty, without weight drop, it peaked after ten
-# minutes (1.484) and overfit; with these settings it still improved at the end (1.447 in
-# 9,206 steps, a half-speed hour): no longer budget has settings of its own yet.
-LONG_BUDGET_MINUTES = 10.0
-LONG_BUDGET = {
-    "cell": "lstm",
-    "layers": 2,
-    "hidden": 256,
-    "seq_len": 50,
-    "dropout": 0.3,
-    "weight_drop": 0.2,
-    "lr": 3e-3,
-    "schedule": "wsd",
-}
 # What a run started from a base (`init_from`) takes from it: its model has this shape.
 ARCHITECTURE = ("cell", "layers", "hidden", "unit")
 # The peak learning rate of a run started from a base unless --lr is given, measured at equal
@@ -258,6 +234,26 @@ def refuse_other_architecture(values: dict, base: Any) -> None:
             f"{asked}: the base {base.path} has {has}; a run started from a base keeps its "
             "cell, layers, hidden size and unit"
         )
+
+
+def choose_model(
+    given: dict[str, Any], base: Any = None, speed: Callable[[TrainConfig], float] | None = None
+) -> budget.Choice:
+    """The config of a budget and the options set (`given`), with the line that says why
+    (`charrnn.budget.choose`; `speed` measures a candidate's chars/s, by default on this
+    machine). With a `base` run, its architecture (another one given is refused) and the
+    fine-tuning learning rate over the chosen candidate's settings."""
+    choice = budget.choose(TrainConfig, given, speed or budget.measure_speed)
+    if base is None:
+        return choice
+    arch = base_architecture(base)
+    refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
+    settings = {**budget.CANDIDATES[choice.candidate], "lr": FINE_TUNE_LR, **given, **arch}
+    config = TrainConfig(**settings)
+    why = choice.line.partition(" (")[2]
+    label = budget.LABELS[choice.candidate]
+    line = f"model: {budget.describe(config)}, the base's; its other settings the {label}'s ({why}"
+    return budget.Choice(config, choice.candidate, line)
 
 
 def adopt_base(config: TrainConfig, base: Any) -> TrainConfig:

@@ -14,12 +14,12 @@ import numpy as np
 
 from charrnn import checkpoint, corpus, layouts, webpage
 from charrnn.checkpoint import Run
+from charrnn.choices import EXPORT_FORMATS as FORMATS
 from charrnn.errors import ExportError
 from charrnn.files import atomic_write_bytes
 from charrnn.lineage import lineage_line
 from charrnn.version import __version__
 
-FORMATS = ("onnx", "safetensors", "html")
 SUFFIXES = {".onnx": "onnx", ".safetensors": "safetensors", ".html": "html", ".htm": "html"}
 # The package each format needs beyond NumPy, and what to install for it.
 PACKAGES = {"onnx": "onnx", "safetensors": "safetensors"}

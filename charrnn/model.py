@@ -17,9 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from charrnn.cells import CELLS, block_products, from_blocks, to_blocks
-
-MAX_LAYERS = 8
-MAX_HIDDEN = 16384
+from charrnn.choices import MAX_LAYERS
 
 
 def suffix(layer: int) -> str:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from charrnn.choices import OPTIMIZER_NAMES
 from charrnn.errors import ConfigError
 
 
@@ -26,7 +27,6 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
 class Optimizer:
     """Base: per-parameter state arrays, saved and restored by name."""
 
-    name = ""
     slots: tuple[str, ...] = ()
 
     def __init__(self, params: dict[str, np.ndarray]) -> None:
@@ -57,7 +57,7 @@ class Optimizer:
 class SGD(Optimizer):
     """SGD with (heavy-ball) momentum: v = mu v + g; p -= lr v."""
 
-    name, slots = "sgd", ("v",)
+    slots = ("v",)
 
     def __init__(self, params: dict[str, np.ndarray], momentum: float = 0.9) -> None:
         super().__init__(params)
@@ -73,7 +73,7 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad, as min-char-rnn uses it: m += g^2; p -= lr g / sqrt(m + eps)."""
 
-    name, slots = "adagrad", ("m",)
+    slots = ("m",)
 
     def __init__(self, params: dict[str, np.ndarray], eps: float = 1e-8) -> None:
         super().__init__(params)
@@ -88,7 +88,7 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: m = a m + (1 - a) g^2; p -= lr g / (sqrt(m) + eps)."""
 
-    name, slots = "rmsprop", ("m",)
+    slots = ("m",)
 
     def __init__(self, params: dict[str, np.ndarray], alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(params)
@@ -104,7 +104,7 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba), the default."""
 
-    name, slots = "adam", ("m", "v")
+    slots = ("m", "v")
 
     def __init__(
         self,
@@ -136,7 +136,7 @@ class Adam(Optimizer):
         p -= s  # p -= step_size m / (sqrt(v) + eps)
 
 
-OPTIMIZERS = {cls.name: cls for cls in (Adam, Adagrad, RMSprop, SGD)}
+OPTIMIZERS = dict(zip(OPTIMIZER_NAMES, (Adam, Adagrad, RMSprop, SGD), strict=True))
 
 
 def make_optimizer(name: str, params: dict[str, np.ndarray]) -> Optimizer:

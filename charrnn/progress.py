@@ -133,6 +133,10 @@ class RichObserver(Observer):
         if self.started is not None:
             self.started(Path(info["run_dir"]))
         c = info["config"]
+        choice = info.get("model_choice")
+        if choice is not None:
+            kept = " [kept from the run's start]" if info["step"] else ""
+            self.out.print(choice["line"] + kept, markup=False)
         self.val_symbols = info["val_symbols"]
         evaluated = info["eval_symbols"]
         self.out.print(

@@ -17,7 +17,6 @@ from charrnn.batches import Streams
 from charrnn.config import (  # noqa: F401  (the budget constants re-exported for callers)
     EVAL_SYMBOLS,
     LONG_BUDGET,
-    LONG_BUDGET_MINUTES,
     TrainConfig,
     adopt_base,
     changed_on_resume,
@@ -54,6 +53,9 @@ LN2 = math.log(2)
 BASES = {"english": Path(__file__).parent / "data" / "english.npz"}
 DROPOUT_STREAM = 2  # seeds the per-step dropout generators apart from init and sampling
 EVAL_BLOCK = 1 << 20  # ids that `evaluate` reads at a time
+# `evaluate` gives each of its (at most 64) streams at least this many predictions: every
+# stream starts without context, so a short text cut 64 ways reads worse than it is.
+EVAL_STREAM_SYMBOLS = 1000
 
 
 @dataclass
@@ -97,17 +99,25 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
     return config.lr * warm * (config.min_lr_ratio + (1 - config.min_lr_ratio) * left)
 
 
+def eval_streams(predictions: int, streams: int | None = None) -> int:
+    """The streams `evaluate` cuts a text into: `streams` when given (at most one per
+    prediction), else 64 or fewer, each of at least EVAL_STREAM_SYMBOLS predictions."""
+    if streams is not None:
+        return min(streams, predictions)
+    return max(1, min(64, predictions // EVAL_STREAM_SYMBOLS))
+
+
 def evaluate(
     model: CharRNN | DataParallel,
     ids: np.ndarray | IdFile,
     seq_len: int = 100,
-    streams: int = 64,
+    streams: int | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> float | None:
     """Mean nats per symbol of predicting every symbol of `ids` after the first (None when
     `stop` asked to stop first).
 
-    The text is cut into `streams` contiguous streams walked in chunks with state carried
+    The text is cut into `eval_streams` contiguous streams walked in chunks with state carried
     (spread over the workers of a DataParallel model);
     the few positions left over continue the last stream, so every symbol counts once. The ids
     (an array, maybe memory-mapped, or an IdFile) are read about EVAL_BLOCK at a time, whole
@@ -116,7 +126,7 @@ def evaluate(
     n = len(ids) - 1
     if n < 1:
         raise CorpusError("evaluation text needs at least 2 symbols")
-    B = min(streams, n)
+    B = eval_streams(n, streams)
     L = n // B  # stream s predicts ids[s*L + 1 : (s+1)*L + 1]
     width = seq_len * max(1, EVAL_BLOCK // (B * seq_len))  # columns read at a time
     h = model.zero_state(B)
@@ -144,20 +154,19 @@ def evaluate_file(
     vocab: Vocab,
     source: TextFile,
     seq_len: int = 100,
-    streams: int = 64,
+    streams: int | None = None,
     workers: int | None = None,
 ) -> tuple[float, int]:
     """Mean nats per symbol of a text file of any size, and the number of predictions: the
     file is encoded piece by piece into an anonymous temporary file that `evaluate` reads a
     block at a time, so memory stays bounded and the figure is that of the text in memory.
     The streams are spread over `workers` threads (default: the usable cores)."""
-    with (
-        encode_file_ids(source, vocab) as ids,
-        DataParallel(model, worker_count(workers, streams)) as parallel,
-    ):
+    with encode_file_ids(source, vocab) as ids:
         if len(ids) < 2:
             raise CorpusError(f"{source.path}: needs at least 2 symbols to evaluate")
-        return evaluate(parallel, ids, seq_len, streams), len(ids) - 1
+        streams = eval_streams(len(ids) - 1, streams)
+        with DataParallel(model, worker_count(workers, streams)) as parallel:
+            return evaluate(parallel, ids, seq_len, streams), len(ids) - 1
 
 
 def train(
@@ -169,6 +178,7 @@ def train(
     observer: Observer | None = None,
     stop: Callable[[], bool] | None = None,
     init_from: str | os.PathLike | checkpoint.Run | None = None,
+    model_choice: dict | None = None,
 ) -> TrainResult:
     """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
     memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
@@ -177,6 +187,8 @@ def train(
     new run from that model's weights instead of random ones: its cell, layers, hidden size and
     unit (config fields left at their defaults take the base's; others are refused), the
     vocabularies merged by symbol (see `merge`); optimizer state and step count start fresh.
+    `model_choice` (`charrnn.budget.Choice.record()`) is saved with a new run; a resumed run
+    keeps the one it saved.
 
     `stop` is polled between steps and during evaluations: when it returns True the run
     saves and returns with `interrupted` set (while a file is still being encoded, it raises
@@ -202,7 +214,7 @@ def train(
         rundir.claim(run_dir, new=not resume),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),  # finiteness is checked
     ):
-        return _train(text, config, run_dir, source, resume, observer, stop, base)
+        return _train(text, config, run_dir, source, resume, observer, stop, base, model_choice)
 
 
 def _train(
@@ -214,10 +226,12 @@ def _train(
     observer: Observer | None,
     stop: Callable[[], bool] | None,
     base: tuple[checkpoint.Run, str | os.PathLike] | None = None,
+    model_choice: dict | None = None,
 ) -> TrainResult:
     """The story of one run: start (or resume), steps with evaluations and checkpoints between
     them, a last evaluation, and a save if anything stopped it early."""
     run = _Run(config, run_dir, observer or Observer(), stop or (lambda: False))
+    run.model_choice = model_choice
     run.start(text, source, resume, base)
     with run.parallel:  # the worker threads end with the run
         try:
@@ -256,6 +270,7 @@ class _Run:
         self.window_losses: list[float] = []  # training losses since the last evaluation
         self.best: tuple[float, int | None] = (math.inf, None)  # (val_loss, step)
         self.resumed = False
+        self.model_choice: dict | None = None  # the budget's choice of model, saved with the run
 
     # ---- start or resume ----------------------------------------------------------------------
 
@@ -304,6 +319,10 @@ class _Run:
             workers_before = saved["meta"]["train"].get("workers") or 1  # older runs had one
         self.parallel = DataParallel(self.model, config.workers)
         self.meta = self._metadata(source, encoded, len(train_ids), len(val_ids), lineage_meta)
+        if saved is not None:
+            self.model_choice = saved["meta"].get("model_choice")
+        if self.model_choice is not None:
+            self.meta["model_choice"] = self.model_choice
         self.first_step, self.started = self.step, time.perf_counter()
         self.observer.on_start(
             {
@@ -319,6 +338,7 @@ class _Run:
                 "config": config,
                 "init_from": lineage_meta,
                 "workers_before": workers_before,
+                "model_choice": self.model_choice,
             }
         )
 

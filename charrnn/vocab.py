@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import regex
 
+from charrnn.choices import UNITS
 from charrnn.errors import VocabError
 
-UNITS = ("grapheme", "codepoint")
 _GRAPHEME = regex.compile(r"\X")
 # Code points that can join a neighbour into one grapheme cluster: every rule of Unicode's
 # grapheme segmentation that keeps two code points together (GB6-GB9c, GB11-GB13) needs one

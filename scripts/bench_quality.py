@@ -1,14 +1,14 @@
 """Text quality per minute: the best validation loss reached within a wall-clock budget.
 
 charrnn trains with `charrnn train --minutes M`'s defaults, which depend on the budget
-(TrainConfig.for_budget: a 2-layer LSTM from ten minutes on; override any TrainConfig field
-with --set key=value, cast to the field's type; "none" for an optional one) for --minutes on
-tinyshakespeare (first 90% train, last 10% validation, whole split evaluated with carried
-state); with --peer, a PyTorch model then gets the same budget and the same evaluation: by
-default the vanilla RNN (H 512, Adam 2e-3, no schedule, B 64, T 100, clip 5), or any stack
-of nn.RNN/nn.LSTM/nn.GRU layers with --peer-cell, --peer-layers, --peer-hidden, --peer-dropout
-(nn.LSTM's dropout argument: between layers), --peer-seq-len, --peer-batch and --peer-lr.
-Both print the BLAS they run on.
+(TrainConfig.for_budget: the model charrnn.budget picks for M minutes on this machine; override
+any TrainConfig field with --set key=value, cast to the field's type; "none" for an optional
+one) for --minutes on tinyshakespeare (first 90% train, last 10% validation, whole split
+evaluated with carried state); with --peer, a PyTorch model then gets the same budget and the
+same evaluation: by default the vanilla RNN (H 512, Adam 2e-3, no schedule, B 64, T 100, clip
+5), or any stack of nn.RNN/nn.LSTM/nn.GRU layers with --peer-cell, --peer-layers,
+--peer-hidden, --peer-dropout (nn.LSTM's dropout argument: between layers), --peer-seq-len,
+--peer-batch and --peer-lr. Both print the BLAS they run on.
 
     python scripts/bench_quality.py --minutes 10 --peer
     python scripts/bench_quality.py --minutes 3 --set hidden=384 --set lr=3e-3

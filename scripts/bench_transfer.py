@@ -168,13 +168,11 @@ def main() -> int:
     for label, budget in budgets:
         results = {}
         # the long budget's settings, with this budget (steps or minutes) and the base's model
-        long = {"minutes": charrnn.config.LONG_BUDGET_MINUTES}
         arch = charrnn.config.base_architecture(base)
-        scratch = charrnn.TrainConfig.for_budget(**long, **arch)
+        scratch = charrnn.TrainConfig(**{**charrnn.config.LONG_BUDGET, **arch})
         runs = [("scratch", scratch, None)]
         for lr in lrs:
-            config = charrnn.TrainConfig.for_budget(base, **long, lr=lr)
-            runs.append((f"base lr {lr:g}", config, args.base))
+            runs.append((f"base lr {lr:g}", dataclasses.replace(scratch, lr=lr), args.base))
         runs = [
             (name, dataclasses.replace(c, **{"steps": None, "minutes": None, **budget}), init_from)
             for name, c, init_from in runs

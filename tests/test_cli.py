@@ -95,8 +95,9 @@ def test_train_log_is_plain_lines(trained_run):
     evaluation, and a final table whose numbers match metrics.jsonl."""
     out = assert_ok(trained_run.proc)
     lines = out.splitlines()
-    assert lines[0].startswith(f"run {trained_run.dir}: ")
-    assert "rnn 1 x 16, batch 4 x seq-len 16" in lines[0]
+    assert lines[0].startswith("model: vanilla RNN, H 16 (30 steps buy it ~1.92K characters")
+    assert lines[1].startswith(f"run {trained_run.dir}: ")
+    assert "rnn 1 x 16, batch 4 x seq-len 16" in lines[1]
     step_lines = [line for line in lines if re.match(r"step \d+  loss ", line)]
     assert [int(line.split()[1]) for line in step_lines] == list(range(3, 31, 3))
     for line in step_lines:
@@ -118,7 +119,9 @@ def test_resume_continues_from_saved_step(trained_run, run_copy):
     """`--resume DIR --steps 40` picks up at step 30 and ends with config.json at step 40."""
     proc = run_cli("train", "--resume", run_copy, "--steps", "40")
     out = assert_ok(proc)
-    assert "resuming at step 30" in out.splitlines()[0]
+    first, second = out.splitlines()[:2]
+    assert first.startswith("model: vanilla RNN") and first.endswith(" [kept from the run's start]")
+    assert "resuming at step 30" in second
     first_step = next(line for line in out.splitlines() if line.startswith("step "))
     assert first_step.startswith("step 33 ")
     config = json.loads((run_copy / "config.json").read_text())
@@ -316,7 +319,9 @@ def test_eval_prints_nats_and_bits_per_char(trained_run, tmp_path):
     val_file.write_text(text[-n_val:], encoding="utf-8")
     out = assert_ok(run_cli("eval", trained_run.dir, val_file))
     m = re.fullmatch(
-        r"(.+): (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions\n", out
+        r"(.+): (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions "
+        r"in 1 stream\n",
+        out,
     )
     assert m, out
     nats, bits = float(m[2]), float(m[3])
@@ -637,39 +642,20 @@ def test_usage_errors(tmp_path, args, fragment):
     assert_usage_error(run_cli(*args, cwd=tmp_path), fragment)
 
 
-def test_train_config_for_budget():
-    """From LONG_BUDGET_MINUTES on, the defaults are the 2-layer LSTM's; shorter budgets and
-    step budgets keep the class defaults (the vanilla RNN); given fields always win."""
-    from charrnn.training import LONG_BUDGET, LONG_BUDGET_MINUTES, TrainConfig
-
-    assert TrainConfig.for_budget(minutes=3) == TrainConfig(minutes=3)
-    assert TrainConfig.for_budget(steps=10**6) == TrainConfig(steps=10**6)
-    just_short = LONG_BUDGET_MINUTES - 0.5
-    assert TrainConfig.for_budget(minutes=just_short) == TrainConfig(minutes=just_short)
-    for minutes in (LONG_BUDGET_MINUTES, 30):
-        config = TrainConfig.for_budget(minutes=minutes)
-        assert config == TrainConfig(minutes=minutes, **LONG_BUDGET)
-        assert (config.cell, config.layers, config.hidden) == ("lstm", 2, 256)
-    mixed = TrainConfig.for_budget(minutes=30, cell="gru", hidden=64)
-    assert (mixed.cell, mixed.hidden, mixed.layers, mixed.dropout) == ("gru", 64, 2, 0.3)
-
-
-@pytest.mark.parametrize(("minutes", "cell", "layers"), [("10", "lstm", 2), ("9.5", "rnn", 1)])
-def test_train_minutes_chooses_the_architecture(tmp_path, minutes, cell, layers):
-    """`charrnn train --minutes 10` trains the long-budget LSTM stack, a shorter budget the
-    vanilla RNN; options given on the command line (here --hidden) win over either."""
-    from test_guarantees_signals import interrupt
-
+@pytest.mark.parametrize(("steps", "cell", "layers"), [("200", "lstm", 2), ("150", "rnn", 1)])
+def test_train_budget_chooses_the_architecture(tmp_path, steps, cell, layers):
+    """`charrnn train --steps 200` buys the LSTM stack 640K characters (the vanilla RNN 320K)
+    and trains it, 150 steps the vanilla RNN (charrnn.budget); options given on the command
+    line (here --hidden) win over either."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(english_like(20_000), encoding="utf-8")
     run = tmp_path / "run"
-    args = ("train", corpus, "--minutes", minutes, "--hidden", "16", "--batch", "4")
-    args += ("--eval-every", "100000", "--out", run)
-    code, _, out, err = interrupt(args, r"^run ", 0.2, tmp_path)
-    assert code == 130, f"{out}\n{err}"
+    args = ("train", corpus, "--steps", steps, "--hidden", "16", "--sample-length", "0")
+    out = assert_ok(run_cli(*args, "--eval-every", "100000", "--out", run))
+    assert out.startswith(f"model: {'2-layer LSTM' if cell == 'lstm' else 'vanilla RNN'}, H 16 (")
     train = json.loads((run / "config.json").read_text())["train"]
     assert (train["cell"], train["layers"], train["hidden"]) == (cell, layers, 16)
-    assert train["minutes"] == float(minutes)
+    assert train["steps"] == int(steps)
     if cell == "lstm":
         assert (train["seq_len"], train["dropout"], train["weight_drop"]) == (50, 0.3, 0.2)
         assert (train["lr"], train["schedule"], train["cooldown"]) == (3e-3, "wsd", 0.2)

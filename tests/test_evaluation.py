@@ -161,7 +161,8 @@ def test_cli_eval_equals_evaluate_on_the_ids_in_memory(trained_run, tmp_path):
     run = charrnn.load(trained_run.dir)
     expected = evaluate(run.model, run.vocab.encode(text))
     m = re.fullmatch(
-        r".+: (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions\n",
+        r".+: (\d+\.\d{4}) nats/char, (\d+\.\d{4}) bits/char over ([\d,]+) predictions "
+        r"in 19 streams\n",
         proc.stdout,
     )
     assert m, proc.stdout
@@ -320,3 +321,55 @@ def test_default_evaluates_the_whole_split_up_to_the_cap(tmp_path):
 def test_eval_symbols_below_two_is_refused(value):
     with pytest.raises(ConfigError, match=f"eval_symbols must be an integer >= 2, got {value}"):
         TrainConfig(eval_symbols=value).check()
+
+
+# ---- how many streams `evaluate` cuts a text into ---------------------------------------------
+
+
+def test_eval_streams_holds_at_least_a_thousand_symbols_each_and_at_most_64():
+    rule = training.eval_streams
+    assert [rule(n) for n in (1, 999, 1999, 2000, 2999, 63_999, 64_000, 10**9)] == [
+        1,
+        1,
+        1,
+        2,
+        2,
+        63,
+        64,
+        64,
+    ]
+    assert rule(3000, streams=64) == 64 and rule(5, streams=64) == 5  # given: as asked
+
+
+def test_eval_of_a_short_file_is_the_carried_state_loss_of_show(trained_run, tmp_path):
+    """A 1,500-symbol file is read as one stream, as `show` (trace) reads it: the same figure
+    to float tolerance; cut 64 ways (the old default), every stream starting without context,
+    it gives another."""
+    text = english_like(1500, seed=3)[:1500]
+    path = tmp_path / "short.txt"
+    path.write_text(text, encoding="utf-8")
+    out = assert_ok_output(run_cli("eval", trained_run.dir, path))
+    assert out.endswith(f"over {len(text) - 1:,} predictions in 1 stream\n"), out
+    nats = float(re.search(r": (\d+\.\d+) nats/char", out)[1])
+    run = charrnn.load(trained_run.dir)
+    shown = charrnn.trace(run.model, run.vocab, text).bits_per_char * np.log(2)
+    assert nats == pytest.approx(shown, abs=1e-4)
+    ids = run.vocab.encode(text)
+    assert evaluate(run.model, ids) == pytest.approx(shown, rel=1e-5)
+    assert evaluate(run.model, ids, streams=64) != pytest.approx(shown, rel=1e-4)
+
+
+def test_eval_of_3000_symbols_uses_two_streams(trained_run, tmp_path):
+    text = english_like(3000, seed=4)[:3000]
+    path = tmp_path / "three.txt"
+    path.write_text(text, encoding="utf-8")
+    out = assert_ok_output(run_cli("eval", trained_run.dir, path))
+    assert out.endswith("over 2,999 predictions in 2 streams\n"), out
+    run = charrnn.load(trained_run.dir)
+    nats = float(re.search(r": (\d+\.\d+) nats/char", out)[1])
+    assert nats == pytest.approx(evaluate(run.model, run.vocab.encode(text), streams=2), abs=1e-4)
+
+
+def assert_ok_output(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return proc.stdout

@@ -236,7 +236,10 @@ def test_python_config_takes_the_base_architecture_or_refuses_another(base_run, 
         train(NEW_TEXT, TrainConfig(unit="codepoint", steps=2), tmp_path / "c", init_from=base)
     with pytest.raises(ConfigError, match="resumed run"):
         train(NEW_TEXT, TrainConfig(steps=2), tmp_path / "d", resume=True, init_from=base)
-    config = TrainConfig.for_budget(base, minutes=10)  # the long budget's LSTM gives way
+    config = TrainConfig.for_budget(base, steps=400)  # the budget picks the LSTM's settings
+    line = charrnn.config.choose_model({"steps": 400}, base).line
+    assert line.startswith(f"model: {charrnn.budget.describe(config)}, the base's; its other ")
+    assert "settings the 2-layer LSTM's (400 steps buy it ~1.28M characters" in line
     assert (config.cell, config.layers, config.hidden) == (
         base.model.cell,
         base.model.layers,

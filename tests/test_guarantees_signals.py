@@ -26,8 +26,9 @@ from charrnn.checkpoint import read_meta, read_npz
 # middle of a checkpoint write often. The constant schedule makes the learning rate independent
 # of --steps, so a chain of runs with different budgets follows one trajectory.
 KILL_ARGS = (
-    *("--hidden", "16", "--seq-len", "8", "--batch", "4", "--schedule", "constant"),
-    *("--warmup", "5", "--eval-every", "7", "--checkpoint-every", "1", "--sample-length", "0"),
+    *("--cell", "rnn", "--hidden", "16", "--seq-len", "8", "--batch", "4"),
+    *("--schedule", "constant", "--warmup", "5", "--eval-every", "7", "--checkpoint-every", "1"),
+    *("--sample-length", "0"),
 )
 
 
@@ -118,15 +119,16 @@ def test_sigkill_at_20_random_moments_loses_only_work_since_last_checkpoint(tmp_
             kill_after(args, rng.uniform(0.0, 0.15) if i == 0 else rng.uniform(0.2, 0.9), log)
         else:
             kill_after(("train", "--resume", run, "--steps", "100000"), rng.uniform(0, 0.9), log)
-            first = log.read_text(encoding="utf-8").partition("\n")[0]
-            if first.startswith("run "):  # it got as far as starting: from the saved step
-                assert f"resuming at step {saved:,}" in first, first
+            lines = log.read_text(encoding="utf-8").splitlines()
+            started = [line for line in lines if line.startswith("run ")]
+            if started:  # it got as far as starting: from the saved step
+                assert f"resuming at step {saved:,}" in started[0], started[0]
         saved = check_killed_run(run, saved)
         outcomes.append(saved)
         if saved is not None and i % 2 == 0:  # a clean resume, which clears the leftovers
             proc = run_cli("train", "--resume", run, "--steps", saved + 2)
             assert proc.returncode == 0, proc.stderr
-            assert f"resuming at step {saved:,}" in proc.stdout.partition("\n")[0]
+            assert f"resuming at step {saved:,}" in proc.stdout.splitlines()[1]
             assert read_meta(run / "latest.npz")["step"] == saved + 2
             assert leftovers(run) == []
             saved += 2
@@ -249,7 +251,7 @@ def test_ctrl_c_during_training_saves_and_prints_the_resume_command(tmp_path, wo
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(english_like(30_000), encoding="utf-8")
     run = tmp_path / "my [bold]run[/] dir"
-    args = ("train", corpus, "--hidden", "256", "--batch", "32", "--seq-len", "64")
+    args = ("train", corpus, "--cell", "rnn", "--hidden", "256", "--batch", "32", "--seq-len", "64")
     args += ("--eval-every", "1000", "--steps", "100000", "--out", run, "--workers", workers)
     code, took, out, err = interrupt(args, r"^run ", 0.5, tmp_path)
     step = assert_clean_stop(code, took, out, err, run)
@@ -265,7 +267,8 @@ def test_ctrl_c_during_evaluation_stops_within_two_seconds(tmp_path, big_corpus,
     """SIGINT in the middle of a long evaluation (a periodic one, or the final one after the
     last step) stops it: exit 130 within 2 s, checkpoint at step 1, no evaluation recorded."""
     run = tmp_path / "run"
-    args = ("train", big_corpus, "--hidden", "1024", "--batch", "4", "--seq-len", "8")
+    args = ("train", big_corpus, "--cell", "rnn", "--hidden", "1024", "--batch", "4")
+    args += ("--seq-len", "8")
     args += ("--val-fraction", "0.9", "--out", run)
     if final:  # step 1 is the last one: the final evaluation follows at once
         args += ("--steps", "1", "--eval-every", "1000")

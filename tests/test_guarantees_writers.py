@@ -22,7 +22,7 @@ from charrnn import RunInUseError, TrainConfig
 from charrnn.checkpoint import read_meta, read_npz
 from charrnn.rundir import LOCK_NAME, OWN_TEMP, claim, own_temp_files
 
-TINY = ("--batch", "4", "--seq-len", "8", "--sample-length", "0")
+TINY = ("--cell", "rnn", "--batch", "4", "--seq-len", "8", "--sample-length", "0")
 HOLD = "0.02"  # minutes a racing training holds its lock (1.2 s)
 RACE_STEPS = 3000  # steps a racing resume trains: about a second at this size
 IN_USE = "in use by another charrnn process (pid "
@@ -369,7 +369,8 @@ def test_a_closed_pipe_stops_training_with_a_checkpoint(tmp_path, corpus):
     proc = subprocess.run(
         ["bash", "-c", shell], capture_output=True, text=True, env=cli_env(), timeout=120
     )
-    assert proc.stdout.startswith(f"run {run}: ") and proc.stdout.count("\n") == 2, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"run {run}: "), proc.stdout
     step = assert_log_failure((tmp_path / "err").read_text(), proc.returncode, run)
     assert step < 100000
     resumed = run_cli("train", "--resume", run, "--steps", step + 2)

@@ -151,7 +151,7 @@ def test_resume_with_another_worker_count_goes_on_and_says_so(tmp_path):
     args = ("--hidden", "16", "--batch", "4", "--seq-len", "8", "--eval-every", "10")
     first = run_cli("train", corpus, *args, "--steps", "10", "--workers", "2", "--out", out)
     assert first.returncode == 0, first.stderr
-    assert "2 workers" in first.stdout.splitlines()[0]
+    assert "2 workers" in first.stdout.splitlines()[1]  # the run line, after the model's
     again = run_cli("train", "--resume", out, "--steps", "20", "--workers", "1")
     assert again.returncode == 0, again.stderr
     assert "resuming with 1 workers where the run had 2" in again.stdout

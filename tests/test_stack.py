@@ -306,7 +306,9 @@ def test_cli_trains_a_stack_and_every_command_reads_it(tmp_path, corpus_file):
     args = ("--hidden", "16", "--batch", "4", "--seq-len", "8", "--steps", "20", "--out", run)
     proc = run_cli("train", corpus_file, "--cell", "lstm", "--layers", "2", *args)
     assert proc.returncode == 0, proc.stderr
-    assert "lstm 2 x 16" in proc.stdout.splitlines()[0]
+    first, second = proc.stdout.splitlines()[:2]
+    assert first == "model: 2-layer LSTM, H 16 (--cell lstm: the 2-layer LSTM's settings)"
+    assert "lstm 2 x 16" in second
     info = run_cli("info", run)
     assert "lstm 2 x 16 (layers x hidden)" in info.stdout
     sample = run_cli("sample", run, "--length", "50", "--seed", "1", "--prime", "the")

@@ -8,8 +8,7 @@ import os
 import sys
 
 from charrnn.cli import corpora, export, generate, inside, serve, train
-from charrnn.cli.common import Parser, silence_stdout
-from charrnn.cli.inside import tsv_escape, tsv_unescape
+from charrnn.cli.common import Parser, silence_stdout, tsv_escape, tsv_unescape
 from charrnn.errors import CharRNNError
 from charrnn.version import __version__
 

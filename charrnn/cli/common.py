@@ -1,5 +1,6 @@
 """What every command module of the CLI shares: the one-line error parser, range-checked
-option types (from the same Option definitions as TrainConfig), and a silenced stdout."""
+option types (from the same Option definitions as TrainConfig), a silenced stdout, and the
+escaping of a symbol as a TSV field."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import os
 import re
 import sys
+import unicodedata
 
 from charrnn.config import Option
 
@@ -55,3 +57,21 @@ def silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def tsv_escape(symbol: str) -> str:
+    """A symbol as one TSV field: backslash, tab, newline, return and controls escaped."""
+    out = []
+    for c in symbol:
+        if c == "\\":
+            out.append("\\\\")
+        elif c in "\t\n\r" or unicodedata.category(c)[0] == "C":
+            out.append(c.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def tsv_unescape(field: str) -> str:
+    """The inverse of tsv_escape."""
+    return field.encode("ascii", "backslashreplace").decode("unicode_escape")

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from rich.markup import escape
-from rich.table import Table
-
-from charrnn import corpus, download
 from charrnn.cli.common import Parser
 from charrnn.errors import ConfigError
-from charrnn.progress import DownloadProgress, console
 
 
 def add_commands(commands) -> None:
@@ -23,6 +18,12 @@ def add_commands(commands) -> None:
 
 
 def cmd_corpora(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn import corpus, download
+    from charrnn.progress import console
+
     out = console()
     table = Table(title="built-in corpora", title_justify="left")
     table.add_column("name")
@@ -61,6 +62,9 @@ def cmd_corpora(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from charrnn import corpus, download
+    from charrnn.progress import DownloadProgress, console
+
     out = console()
     if download.is_url(args.name):
         entry = download.url_entry(args.name)

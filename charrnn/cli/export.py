@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from charrnn import checkpoint, exporters
+from charrnn.choices import EXPORT_FORMATS
 from charrnn.errors import ExportError
 
 
@@ -16,7 +16,7 @@ def add_commands(commands) -> None:
     p.add_argument("run", type=Path, help="run directory or .npz checkpoint")
     p.add_argument(
         "--format",
-        choices=exporters.FORMATS,
+        choices=EXPORT_FORMATS,
         help="onnx, safetensors or html (default: from the output's suffix)",
     )
     p.add_argument("-o", "--out", type=Path, required=True, help="the file to write")
@@ -32,6 +32,8 @@ def add_commands(commands) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, exporters
+
     format = exporters.check_format(args.out, args.format)
     if args.float32 and format != "html":
         raise ExportError("--float32 applies to --format html only")

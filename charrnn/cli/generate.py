@@ -7,12 +7,14 @@ import json
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from charrnn import checkpoint, sample
 from charrnn.cli.common import float_range, int_range
-from charrnn.errors import ConfigError
-from charrnn.progress import console
+from charrnn.errors import CharRNNError, ConfigError
 from charrnn.stops import unescape
+
+if TYPE_CHECKING:
+    from charrnn.checkpoint import Run
 
 
 def stop_string(text: str) -> str:
@@ -86,6 +88,8 @@ def add_commands(commands) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, sample
+
     sample.check_sampling(args.temperature, args.top_k, args.top_p)
     run = checkpoint.load(args.run, args.checkpoint)
     seed = secrets.randbits(63) if args.seed is None else args.seed  # recorded by jsonl
@@ -134,7 +138,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_index(run: checkpoint.Run):
+def open_index(run: Run):
     """The run's training-text index for novelty figures, built first (once) if need be."""
     from charrnn.novelty import TrainingIndex
 
@@ -148,10 +152,28 @@ def open_index(run: checkpoint.Run):
     return TrainingIndex.open(run, building)
 
 
+def novelty_notes(run: Run, records: list[dict], out) -> dict[int, str]:
+    """The memorisation figures of each recorded sample, by step, for the report page (none,
+    said once, when the training text is not at hand)."""
+    from charrnn.novelty import TrainingIndex
+
+    samples = {r["step"]: r["sample"] for r in records if isinstance(r.get("sample"), str)}
+    if not samples:
+        return {}
+    try:
+        index = TrainingIndex.open(run, lambda: out.print("indexing the training text"))
+        return {step: index.novelty(text).summary() for step, text in samples.items()}
+    except CharRNNError as exc:
+        out.print(f"no novelty figures: {exc}", markup=False)
+        return {}
+
+
 def cmd_novelty(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from charrnn import checkpoint
     from charrnn.corpus import read_text
+    from charrnn.progress import console
 
     run = checkpoint.load(args.run, args.checkpoint)
     text = sys.stdin.read() if args.file is None else read_text(args.file, args.encoding)
@@ -173,6 +195,8 @@ def cmd_novelty(args: argparse.Namespace) -> int:
 
 
 def cmd_repl(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, sample
+    from charrnn.progress import console
     from charrnn.repl import Repl
 
     sample.check_sampling(args.temperature, args.top_k, args.top_p)

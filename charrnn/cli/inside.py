@@ -7,21 +7,17 @@ import copy
 import os
 import re
 import sys
-import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-
-from charrnn import checkpoint, colours, corpus, training
-from charrnn import html as html_page
-from charrnn.chart import loss_chart
-from charrnn.cli.common import LN2, int_range
+from charrnn.cli.common import LN2, int_range, tsv_escape
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
-from charrnn.lineage import lineage_line
-from charrnn.progress import console
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.text import Text
+
+    from charrnn import checkpoint
 
 
 def add_commands(commands) -> None:
@@ -33,8 +29,8 @@ def add_commands(commands) -> None:
     p.add_argument(
         "--streams",
         type=int_range(1, 100_000),
-        default=64,
-        help="parallel streams, each from a zero state (64); 1 reads the text as `show` does",
+        help="parallel streams, each from a zero state (default: up to 64, each of at least "
+        "1,000 symbols); 1 reads the text as `show` does",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -83,18 +79,30 @@ def add_commands(commands) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint, corpus, training
+    from charrnn.progress import console
+
     run = checkpoint.load(args.run, args.checkpoint)
     source = corpus.TextFile(args.file, args.encoding)
     nats, predictions = training.evaluate_file(run.model, run.vocab, source, streams=args.streams)
+    streams = training.eval_streams(predictions, args.streams)
     console().print(
         f"{args.file}: {nats:.4f} nats/char, {nats / LN2:.4f} bits/char "
-        f"over {predictions:,} predictions",
+        f"over {predictions:,} predictions in {streams} stream{'s' if streams > 1 else ''}",
         markup=False,
     )
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn import checkpoint
+    from charrnn.chart import loss_chart
+    from charrnn.lineage import lineage_line
+    from charrnn.progress import console
+
     run = checkpoint.load(args.run, "latest")
     meta = run.config
     out = console()
@@ -133,6 +141,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe_corpus(recorded: dict) -> str:
     """What a run trained on, and how many symbols it held, split and all."""
+    from charrnn import corpus
+
     where = corpus.describe(recorded)
     counts = [(k, recorded[k]) for k in ("symbols", "train_symbols", "val_symbols")]
     return where + "".join(
@@ -142,6 +152,8 @@ def describe_corpus(recorded: dict) -> str:
 
 def read_head(path: Path, encoding: str, max_chars: int) -> str:
     """At most the first max_chars characters of a text file (strict decoding, CorpusError)."""
+    from charrnn import corpus
+
     pieces, size = [], 0
     for piece, _ in corpus.text_pieces(Path(path), encoding):
         pieces.append(piece)
@@ -170,30 +182,16 @@ def parse_unit(spec: str, run: checkpoint.Run, cell_state: bool) -> tuple[int, i
     return layer - 1, unit
 
 
-def tsv_escape(symbol: str) -> str:
-    """A symbol as one TSV field: backslash, tab, newline, return and controls escaped."""
-    out = []
-    for c in symbol:
-        if c == "\\":
-            out.append("\\\\")
-        elif c in "\t\n\r" or unicodedata.category(c)[0] == "C":
-            out.append(c.encode("unicode_escape").decode("ascii"))
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def tsv_unescape(field: str) -> str:
-    """The inverse of tsv_escape."""
-    return field.encode("ascii", "backslashreplace").decode("unicode_escape")
-
-
 def unit_values(trace, layer: int, unit: int, cell_state: bool) -> np.ndarray:
     return (trace.cell if cell_state else trace.hidden)[layer][:, unit]
 
 
 def coloured(trace, values=None, one_line: bool = False) -> Text:
     """The text with each symbol's background by surprisal, or by `values` (diverging)."""
+    from rich.text import Text
+
+    from charrnn import colours
+
     text = Text()
     for t, symbol in enumerate(trace.symbols):
         shown = colours.readable(symbol) if one_line and "\n" in symbol else symbol
@@ -209,7 +207,14 @@ def coloured(trace, values=None, one_line: bool = False) -> Text:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from charrnn import checkpoint, colours
+    from charrnn import html as html_page
     from charrnn.inspect import trace as run_trace
+    from charrnn.progress import console
 
     if (args.file is None) == (args.text is None):
         raise ConfigError("give a FILE or --text, one of them")
@@ -274,6 +279,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def snippet(tr, values: np.ndarray, feature: np.ndarray, width: int = 100):
     """A one-line stretch of the text around the first change of the feature, coloured by a
     unit's values."""
+    import numpy as np
+
     changes = np.flatnonzero(np.diff(feature))
     start = max(0, int(changes[0]) - 10) if len(changes) else 0
     piece = copy.copy(tr)
@@ -282,8 +289,11 @@ def snippet(tr, values: np.ndarray, feature: np.ndarray, width: int = 100):
 
 
 def cmd_neurons(args: argparse.Namespace) -> int:
-    from charrnn import neurons
+    from rich.table import Table
+
+    from charrnn import checkpoint, neurons
     from charrnn.inspect import trace as run_trace
+    from charrnn.progress import console
 
     run = checkpoint.load(args.run, args.checkpoint)
     text = read_head(args.file, args.encoding, args.max_chars)
@@ -317,12 +327,16 @@ def cmd_neurons(args: argparse.Namespace) -> int:
 
 def read_metrics(run_path: Path, meta: dict) -> list[dict]:
     """The evaluation records of a run directory, or of the one holding a checkpoint."""
+    from charrnn import checkpoint
+
     return checkpoint.read_metrics(run_path if run_path.is_dir() else run_path.parent, meta)
 
 
 def validation_tail(meta: dict, max_chars: int) -> str:
     """The last max_chars characters of the corpus the run trained on, from a line start
     (inside the validation split when that is longer); CharRNNError when it is not at hand."""
+    from charrnn import corpus
+
     try:
         source = corpus.Source.from_json(meta.get("corpus"))
         builtin = corpus.builtin_corpus(source.builtin) if source.builtin else None
@@ -343,24 +357,12 @@ def validation_tail(meta: dict, max_chars: int) -> str:
     return text[cut + 1 :] if 0 <= cut < len(text) // 2 else text
 
 
-def novelty_notes(run: checkpoint.Run, records: list[dict], out) -> dict[int, str]:
-    """The memorisation figures of each recorded sample, by step, for the report page (none,
-    said once, when the training text is not at hand)."""
-    from charrnn.novelty import TrainingIndex
-
-    samples = {r["step"]: r["sample"] for r in records if isinstance(r.get("sample"), str)}
-    if not samples:
-        return {}
-    try:
-        index = TrainingIndex.open(run, lambda: out.print("indexing the training text"))
-        return {step: index.novelty(text).summary() for step, text in samples.items()}
-    except CharRNNError as exc:
-        out.print(f"no novelty figures: {exc}", markup=False)
-        return {}
-
-
 def cmd_report(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint
+    from charrnn import html as html_page
+    from charrnn.cli.generate import novelty_notes
     from charrnn.inspect import trace as run_trace
+    from charrnn.progress import console
 
     run = checkpoint.load(args.run, args.checkpoint)
     out = console()

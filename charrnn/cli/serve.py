@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-from charrnn import checkpoint
 from charrnn.cli.common import float_range, int_range
 from charrnn.errors import ConfigError
 
@@ -52,6 +51,7 @@ def is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from charrnn import checkpoint
     from charrnn.serve import Server
 
     run = checkpoint.load(args.run, args.checkpoint)

@@ -10,26 +10,24 @@ import shlex
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from charrnn import checkpoint, corpus, rundir, training
-from charrnn.chart import loss_chart
 from charrnn.cli.common import LN2, option_type, silence_stdout
 from charrnn.config import (
     DEFAULT_MINUTES,
     FINE_TUNE_LR,
     LONG_BUDGET,
-    LONG_BUDGET_MINUTES,
     TrainConfig,
     changed_on_resume,
+    choose_model,
 )
 from charrnn.errors import CharRNNError, ConfigError, CorpusError
 from charrnn.observe import StopRequest
-from charrnn.progress import DownloadProgress, RichObserver, console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from charrnn import corpus, training
 
 
 def add_commands(commands) -> None:
@@ -80,11 +78,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def budget_default(defaults: TrainConfig, name: str) -> str:
-    """An option's default for help, with the one a long --minutes budget picks instead."""
+    """An option's default for help, with the 2-layer LSTM's when the budget picks that."""
     long = LONG_BUDGET.get(name)
     if long is None:
         return f"({getattr(defaults, name)})"
-    return f"({getattr(defaults, name)}; {long} with --minutes {LONG_BUDGET_MINUTES:g}+)"
+    return f"({getattr(defaults, name)}; {long} when the budget picks the LSTM)"
 
 
 class StopFlag(StopRequest):
@@ -115,6 +113,9 @@ def load_text(
     source: corpus.Source | None = None,
 ) -> tuple[str | corpus.TextFile | corpus.TextFiles, dict]:
     """The corpus of FILE... or --corpus NAME (or a recorded `source`), with a download bar."""
+    from charrnn import corpus
+    from charrnn.progress import DownloadProgress
+
     bar = DownloadProgress(out)
     try:
         if source is not None:
@@ -125,18 +126,23 @@ def load_text(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None and args.out is not None:
+        raise ConfigError("--resume continues a run in place; leave out --out")
+    if args.resume is not None and args.init_from is not None:
+        raise ConfigError(
+            "--init-from starts a new run; a resumed run goes on from its own weights"
+        )
+    import numpy as np
+
+    from charrnn import corpus, rundir, training
+    from charrnn.progress import RichObserver, console
+
     out = console()
     given = {
         k: getattr(args, k) for k in TrainConfig.options() if getattr(args, k, None) is not None
     }
-    base = None
+    base = choice = None
     if args.resume is not None:
-        if args.out is not None:
-            raise ConfigError("--resume continues a run in place; leave out --out")
-        if args.init_from is not None:
-            raise ConfigError(
-                "--init-from starts a new run; a resumed run goes on from its own weights"
-            )
         config, source = training.read_run_config(args.resume)
         fixed = changed_on_resume(dataclasses.replace(config, **given), dataclasses.asdict(config))
         if fixed:
@@ -160,7 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             given["minutes"] = DEFAULT_MINUTES
         if args.init_from is not None:
             base = training.load_base(args.init_from)
-        config = TrainConfig.for_budget(base, **given)
+        choice = choose_model(given, base)
+        config = choice.config
         config.check()
         text, source = load_text(out, args.file, args.corpus, args.encoding)
         run_dir = args.out if args.out is not None else rundir.make_run_dir()
@@ -182,6 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 observer=observer,
                 stop=stop,
                 init_from=args.init_from,
+                model_choice=None if choice is None else choice.record(),
             )
     except CharRNNError:
         if fresh and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -199,6 +207,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _report(out: Console, result: training.TrainResult, stop: StopFlag) -> int:
     """The closing table and what to do next; the exit code (128 + signal after a stop)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from charrnn import checkpoint
+    from charrnn.chart import loss_chart
+
     run_dir = result.run_dir
     table = Table(title=escape(f"run {result.run_dir}"), title_justify="left")
     for name in (
