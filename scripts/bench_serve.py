@@ -29,13 +29,21 @@ PROMPT = "The "
 
 def sample_worker(opts: dict) -> dict:
     from charrnn import generate_many, load
+    from charrnn.parallel import worker_count
 
     run = load(opts["run"])
 
     def run_once(num: int, length: int) -> dict:
         start, cpu = time.perf_counter(), time.process_time()
         texts = generate_many(
-            run.model, run.vocab, num, PROMPT, length, temperature=opts["temperature"], seed=0
+            run.model,
+            run.vocab,
+            num,
+            PROMPT,
+            length,
+            temperature=opts["temperature"],
+            seed=0,
+            workers=worker_count(None, num),  # as `charrnn sample --num` does
         )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert sum(map(len, texts)) == num * length
