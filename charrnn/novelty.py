@@ -6,7 +6,6 @@ beside them, answers both exactly by binary search, for a corpus larger than mem
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 from charrnn import corpus, download
 from charrnn.checkpoint import Run
 from charrnn.errors import CorpusError, VocabError
+from charrnn.files import atomic_writer
 from charrnn.vocab import Vocab
 
 NGRAMS = (8, 16, 32)  # symbols: the n-gram sizes whose shares are reported
@@ -121,19 +121,11 @@ def _write_array(path: Path, blocks: Iterator[np.ndarray], length: int, dtype) -
     """Write a .npy of `length` items from `blocks`, streamed, atomically (a temporary file
     renamed into place): no memory map, so the written pages do not count as ours."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)}
-            np.lib.format.write_array_header_1_0(f, header)
-            for block in blocks:
-                f.write(np.ascontiguousarray(block, dtype).data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for block in blocks:
+            f.write(np.ascontiguousarray(block, dtype).data)
 
 
 def _symbols_at(ids: np.ndarray, places: np.ndarray) -> np.ndarray:
