@@ -9,11 +9,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import assert_usage_error, run_cli
 
 from charrnn import Vocab, load, training
 from charrnn import novelty as novelty_module
 from charrnn.novelty import TrainingIndex, build_index
-from tests.conftest import assert_usage_error, run_cli
 
 
 def brute_longest(training: list[int], query: list[int], i: int) -> int:

@@ -13,8 +13,7 @@ import threading
 import time
 
 import pytest
-
-from tests.conftest import assert_usage_error, cli_env, run_cli
+from conftest import assert_usage_error, cli_env, run_cli
 
 openai = pytest.importorskip("openai")
 

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_usage_error, run_cli
+from test_repl import PROMPT, Session
 
 from charrnn import CharRNN, ConfigError, Vocab, generate, generate_samples
 from charrnn.stops import StopText, unescape
-from tests.conftest import assert_usage_error, run_cli
-from tests.test_repl import PROMPT, Session
 
 TEXT = "the cat sat on the mat.\nthe dog ate the log!\n"
 
