@@ -12,7 +12,7 @@ import numpy as np
 
 from charrnn.checkpoint import Run
 from charrnn.parallel import worker_count
-from charrnn.sample import Sampler, Streams, WorkerStreams, draw_together
+from charrnn.sample import Sampler, draw_together, open_streams
 from charrnn.stops import StopText
 
 
@@ -65,12 +65,13 @@ class Job:
             self.news.wait(timeout)
 
     def take(self, sent: list[int]) -> list[str]:
-        """Each choice's text made since `sent` (characters already taken, updated)."""
+        """Each choice's text made since `sent` (pieces already taken, updated): only the new
+        pieces are joined, so a long text costs no more per flush than a short one."""
         pieces = []
         for i, choice in enumerate(self.choices):
-            text = "".join(choice.text)
-            pieces.append(text[sent[i] :])
-            sent[i] = len(text)
+            made = len(choice.text)
+            pieces.append("".join(choice.text[sent[i] : made]))
+            sent[i] = made
         return pieces
 
     def cancel(self) -> None:
@@ -97,11 +98,8 @@ class Batcher:
     def __init__(self, run: Run, capacity: int, workers: int | None = None) -> None:
         self.vocab, self.capacity = run.vocab, capacity
         self.model = run.model
-        workers = worker_count(workers, capacity)  # threads that step the streams' slices
-        if workers > 1:
-            self.streams = WorkerStreams(run.model, run.model.zero_state(0), workers)
-        else:
-            self.streams = Streams(run.model, run.model.zero_state(0))
+        # threads that step the streams' slices
+        self.streams = open_streams(run.model, 0, worker_count(workers, capacity))
         self.rows: list[_Row] = []
         self.plan: tuple | None = None  # who draws with whom, until the rows change
         self.rng = np.random.default_rng()  # for every request without a seed
@@ -130,8 +128,7 @@ class Batcher:
             self.closing = self.cutting = True
             self.lock.notify()
         self.thread.join()
-        if isinstance(self.streams, WorkerStreams):
-            self.streams.close()
+        self.streams.close()
         self._cut_off([row.job for row in self.rows] + self.waiting)
 
     def refuse_new(self) -> None:
@@ -192,17 +189,20 @@ class Batcher:
             for job, its_rows, n in zip(group, job_rows, counts, strict=True):
                 ended |= self._hand_over(job, its_rows, drawn[start : start + n])
                 start += n
-        if reading:
+        if any(not rows[i].reading for i in reading):
             self.plan = None  # a stream that finished its prompt draws from the next step on
         if ended or joining or any(job.cancelled for job in jobs):
             keep = [i for i, row in enumerate(rows) if not self._left(row)]
+            with self.lock:
+                self.open_streams -= len(rows) - len(keep)
             joined = [_Row(job, c, read=1) for job in joining for c in range(len(job.choices))]
             self.streams.regroup(keep, len(joined))
-            inputs = np.concatenate([inputs[keep], [r.job.prompt_ids[0] for r in joined]])
+            first_ids = np.array([r.job.prompt_ids[0] for r in joined], np.int64)
+            inputs = np.concatenate([inputs[keep], first_ids])  # (B,) int64
             self.rows = [rows[i] for i in keep] + joined
             self.plan = None
         if self.rows:
-            self.streams.push(inputs.astype(np.int64))
+            self.streams.push(inputs)
 
     def _make_plan(self) -> tuple[list, list[int], set[Job]]:
         """(groups, rows reading prompts, jobs). Per group of jobs sharing their settings: the
@@ -260,10 +260,7 @@ class Batcher:
             job.ended.set()
         return ended
 
-    def _left(self, row: _Row) -> bool:
+    @staticmethod
+    def _left(row: _Row) -> bool:
         """Whether the row's stream ends now (its choice ended, or its client went away)."""
-        ended = row.job.cancelled or row.job.choices[row.choice].finish_reason is not None
-        if ended:
-            with self.lock:
-                self.open_streams -= 1
-        return ended
+        return row.job.cancelled or row.job.choices[row.choice].finish_reason is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -189,6 +190,9 @@ class Streams:
     def _project(self, layer: int) -> None:
         np.matmul(self.state[layer, 0], self.W_cat[layer], out=self.out[layer])
 
+    def close(self) -> None:
+        """Nothing to end: the streams run on the caller's thread (see WorkerStreams)."""
+
     def push(self, ids: np.ndarray) -> None:
         """Feed one symbol to each stream: every layer takes one step, bottom to top."""
         GH = self.gate_width
@@ -219,7 +223,9 @@ class WorkerStreams:
 
     def __init__(self, model: CharRNN, state: np.ndarray, workers: int) -> None:
         B = np.shape(state)[-2]
-        self.parts = [Streams(model, model.zero_state(0)) for _ in range(workers)]
+        first = Streams(model, model.zero_state(0))
+        # The prepared weights are shared: `reset` gives each part its own state and buffers.
+        self.parts = [first, *(copy.copy(first) for _ in range(workers - 1))]
         self.pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="charrnn-worker")
         self.reset(np.asarray(state, model.dtype).reshape(model.state_shape(B)))
 
@@ -236,6 +242,8 @@ class WorkerStreams:
         for i, part in enumerate(self.parts):
             part.reset(state[:, :, self.slices[i]] if i < len(self.slices) else state[:, :, :0])
         self.logits = np.concatenate([part.logits for part in self.parts])  # (B, V)
+        for part, s in zip(self.parts, self.slices, strict=False):
+            part.logits = self.logits[s]  # a view: each part's push writes its rows in place
 
     def regroup(self, keep: Sequence[int], new: int) -> None:
         """Keep the streams `keep`, in that order, and add `new` fresh ones (zero state) after
@@ -257,8 +265,6 @@ class WorkerStreams:
             finally:
                 for future in futures:
                     future.result()
-        for part, s in zip(self.parts, self.slices, strict=False):
-            self.logits[s] = part.logits
 
     def feed(self, ids: np.ndarray) -> None:
         """Push the same symbols, one after another, to every stream."""
@@ -267,6 +273,14 @@ class WorkerStreams:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+def open_streams(model: CharRNN, num: int, workers: int = 1) -> Streams | WorkerStreams:
+    """`num` fresh streams, over `workers` threads when more than one and there are several
+    streams (or none yet: a server's come later); `close` them when done."""
+    if workers > 1 and num != 1:
+        return WorkerStreams(model, model.zero_state(num), workers)
+    return Streams(model, model.zero_state(num))
 
 
 def _start(
@@ -284,10 +298,7 @@ def _start(
         # one), else from a random symbol; the start symbol itself is not emitted.
         start = vocab.index.get("\n", int(sampler.rng.integers(len(vocab))))
         prime_ids = np.array([start])
-    if workers > 1 and num > 1:
-        streams = WorkerStreams(model, model.zero_state(num), workers)
-    else:
-        streams = Streams(model, model.zero_state(num))
+    streams = open_streams(model, num, workers)
     streams.feed(prime_ids)
     return streams
 
@@ -311,8 +322,7 @@ def generate_ids(
             yield ids
             streams.push(ids)
     finally:
-        if isinstance(streams, WorkerStreams):
-            streams.close()
+        streams.close()
 
 
 def generate(
@@ -379,7 +389,8 @@ def generate_samples(
     going = list(range(num)) if stop else []
     steps = generate_ids(model, vocab, prime, length, num, sampler, workers)
     for step, ids in enumerate(steps):
-        columns.append(ids)
+        if not stop:
+            columns.append(ids)
         for row in going:
             shown[row].append(cuts[row].push(vocab.symbols[ids[row]]))
             if cuts[row].stop is not None:
@@ -413,16 +424,7 @@ def generate_many(
 ) -> list[str]:
     """`num` independent continuations of `prime`, generated side by side in one batch (over
     `workers` threads; the texts are the same for any number)."""
-    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     samples = generate_samples(
-        model,
-        vocab,
-        num,
-        prime,
-        length,
-        **options,
-        stop=stop,
-        keep_stop=keep_stop,
-        workers=workers,
+        model, vocab, num, prime, length, temperature, top_k, top_p, seed, stop, keep_stop, workers
     )
     return [s.text for s in samples]
