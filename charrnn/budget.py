@@ -62,7 +62,7 @@ CURVES = {
     ),
 }
 PROBE_VOCAB = 100  # the vocabulary size a speed probe assumes (the text is not read yet)
-PROBE_STEPS = 2  # timed training steps per candidate, after one to warm up
+PROBE_STEPS = 3  # timed training steps per candidate (the fastest counts), after a warm-up
 
 
 def expected_loss(name: str, characters: float) -> float:
@@ -81,23 +81,30 @@ def expected_loss(name: str, characters: float) -> float:
 
 
 def measure_speed(config: TrainConfig) -> float:
-    """Training characters per second of `config`'s model on this machine, from a few forward
-    and backward passes over random ids (the optimizer's share left out)."""
+    """Training characters per second of `config`'s model on this machine, as training runs it
+    (over its data-parallel workers), from the fastest of a few forward and backward passes
+    over random ids: a pass slowed by a neighbour's burst says nothing of the budget's speed.
+    The optimizer's share is left out."""
     import numpy as np
 
     from charrnn.model import CharRNN
+    from charrnn.parallel import DataParallel, worker_count
 
     model = CharRNN(PROBE_VOCAB, config.hidden, cell=config.cell, layers=config.layers)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, PROBE_VOCAB, (config.batch, config.seq_len + 1))  # (B, T + 1)
     state = model.zero_state(config.batch)
-    with np.errstate(all="ignore"):
-        model.loss_and_grads(ids[:, :-1], ids[:, 1:], state)
-        start = time.perf_counter()
+    fastest = math.inf
+    with (
+        DataParallel(model, worker_count(config.workers, config.batch)) as parallel,
+        np.errstate(all="ignore"),
+    ):
+        parallel.loss_and_grads(ids[:, :-1], ids[:, 1:], state)  # warm-up: buffers, threads
         for _ in range(PROBE_STEPS):
-            model.loss_and_grads(ids[:, :-1], ids[:, 1:], state)
-    seconds = (time.perf_counter() - start) / PROBE_STEPS
-    return config.batch * config.seq_len / seconds
+            start = time.perf_counter()
+            parallel.loss_and_grads(ids[:, :-1], ids[:, 1:], state)
+            fastest = min(fastest, time.perf_counter() - start)
+    return config.batch * config.seq_len / fastest
 
 
 @dataclass
@@ -107,6 +114,7 @@ class Choice:
     config: TrainConfig
     candidate: str
     line: str
+    why: str  # the budget's reason within the line, for a line made around it (a base's)
 
     def record(self) -> dict:
         """What the run saves about its choice (metadata "model_choice")."""
@@ -143,7 +151,7 @@ def choose(
     else:
         name, why = by_budget(make, given, speed)
     config = make(**{**CANDIDATES[name], **given})
-    return Choice(config, name, f"model: {describe(config)} ({why})")
+    return Choice(config, name, f"model: {describe(config)} ({why})", why)
 
 
 def by_budget(
