@@ -250,10 +250,9 @@ def choose_model(
     refuse_other_architecture({k: given[k] for k in arch if k in given}, base)
     settings = {**budget.CANDIDATES[choice.candidate], "lr": FINE_TUNE_LR, **given, **arch}
     config = TrainConfig(**settings)
-    why = choice.line.partition(" (")[2]
     label = budget.LABELS[choice.candidate]
-    line = f"model: {budget.describe(config)}, the base's; its other settings the {label}'s ({why}"
-    return budget.Choice(config, choice.candidate, line)
+    line = f"model: {budget.describe(config)}, the base's; its other settings the {label}'s"
+    return budget.Choice(config, choice.candidate, f"{line} ({choice.why})", choice.why)
 
 
 def adopt_base(config: TrainConfig, base: Any) -> TrainConfig:

@@ -350,9 +350,11 @@ def encode_text(
     vocab: Vocab | None = None,
     include: Vocab | None = None,
     val_fraction: float = 0.0,
+    digest: str | None = None,
 ) -> EncodedText:
     """Encode text held in memory, with its own vocabulary (and `include`'s symbols) or a
-    given one; its last `val_fraction` is validation, as `split_ids` cuts it."""
+    given one; its last `val_fraction` is validation, as `split_ids` cuts it. `digest` is the
+    text's `text_digest` when the caller has it already."""
     check_unicode(text)
     if vocab is None:
         vocab = Vocab.from_text(text, unit)
@@ -360,7 +362,7 @@ def encode_text(
             vocab = _vocab(set(vocab.symbols), unit, include)
     ids = vocab.encode(text)
     train, _ = split_ids(ids, val_fraction)
-    return EncodedText(vocab, ids, text_digest(text), len(train))
+    return EncodedText(vocab, ids, digest or text_digest(text), len(train))
 
 
 def check_file(path: str | os.PathLike, encoding: str = "utf-8") -> Path:

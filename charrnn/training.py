@@ -179,6 +179,7 @@ def train(
     stop: Callable[[], bool] | None = None,
     init_from: str | os.PathLike | checkpoint.Run | None = None,
     model_choice: dict | None = None,
+    loaded_base: checkpoint.Run | None = None,
 ) -> TrainResult:
     """Train a CharRNN on `text` (a string, or a TextFile or TextFiles streamed into a
     memory-mapped id cache), checkpointing into `run_dir`; resume continues it exactly.
@@ -187,6 +188,8 @@ def train(
     new run from that model's weights instead of random ones: its cell, layers, hidden size and
     unit (config fields left at their defaults take the base's; others are refused), the
     vocabularies merged by symbol (see `merge`); optimizer state and step count start fresh.
+    `loaded_base` is `init_from` already loaded (as the CLI does to choose the model), so that
+    it is read once; the lineage still records `init_from` as given.
     `model_choice` (`charrnn.budget.Choice.record()`) is saved with a new run; a resumed run
     keeps the one it saved.
 
@@ -208,7 +211,7 @@ def train(
         if isinstance(init_from, checkpoint.Run):
             base = (init_from, init_from.path)
         else:
-            base = (load_base(init_from), init_from)
+            base = (loaded_base or load_base(init_from), init_from)
         config = adopt_base(config, base[0])
     with (
         rundir.claim(run_dir, new=not resume),
@@ -644,7 +647,7 @@ def _encode(
         )
     if files:
         return encoded
-    return encode_text(text, unit, include=include, val_fraction=val_fraction)
+    return encode_text(text, unit, include=include, val_fraction=val_fraction, digest=digest)
 
 
 def _check_same_training(config: TrainConfig, saved: object, run_dir: Path) -> None:

@@ -189,6 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 observer=observer,
                 stop=stop,
                 init_from=args.init_from,
+                loaded_base=base,  # loaded once, above, to choose the model
                 model_choice=None if choice is None else choice.record(),
             )
     except CharRNNError:
