@@ -655,8 +655,7 @@ def key_changes(old: dict | None, new: dict | None) -> str:
         ("changed", [n for n in after if n in before and after[n] != before[n]]),
     ):
         if names:
-            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-            parts.append(f"{word} {', '.join(names[:5])}{more}")
+            parts.append(f"{word} {first_names(names)}")
     return "; ".join(parts)
 
 
@@ -893,7 +892,7 @@ class _Corpus:
         for root, given in enumerate(self.source.paths):
             if given.is_dir() and root not in text_roots:
                 names = [e.name for e in self.entries if e.root == root] if root in found else []
-                detail = f" ({len(names)} skipped: {_first_names(names)})" if names else ""
+                detail = f" ({len(names)} skipped: {first_names(names)})" if names else ""
                 raise CorpusError(f"{given}: no text file in it{detail}")
 
     def layout(self, val_fraction: float) -> tuple[int, int]:
@@ -1019,7 +1018,8 @@ def _mark_seen(present: np.ndarray, texts: list[str]) -> None:
         present[: len(seen)] |= seen
 
 
-def _first_names(names: list[str] | tuple[str, ...], limit: int = 5) -> str:
+def first_names(names: list[str] | tuple[str, ...], limit: int = 5) -> str:
+    """The first `limit` names, and how many more: "a, b and 3 more"."""
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 

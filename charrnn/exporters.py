@@ -21,8 +21,7 @@ from charrnn.lineage import lineage_line
 from charrnn.version import __version__
 
 SUFFIXES = {".onnx": "onnx", ".safetensors": "safetensors", ".html": "html", ".htm": "html"}
-# The package each format needs beyond NumPy, and what to install for it.
-PACKAGES = {"onnx": "onnx", "safetensors": "safetensors"}
+NEEDS_PACKAGE = ("onnx", "safetensors")  # formats whose package (of that name) is an extra
 PAGE_DTYPES = ("float16", "float32")
 ONNX_OPSET = 17  # Squeeze/Unsqueeze take axes as an input from 13; onnxruntime 1.12+ runs 17
 ONNX_IR_VERSION = 8  # the oldest IR of opset 17, so older runtimes load the model too
@@ -65,8 +64,8 @@ def check_format(path: Path, format: str | None) -> str:
             f"unknown export format {format or Path(path).suffix or str(path)!r}; choose one of "
             f"{', '.join(FORMATS)} (--format, or an output ending in .onnx, .safetensors, .html)"
         )
-    if format in PACKAGES:
-        require(PACKAGES[format])
+    if format in NEEDS_PACKAGE:
+        require(format)
     return format
 
 

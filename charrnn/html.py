@@ -129,12 +129,13 @@ def heatmap_fragment(trace: Trace, values=None) -> str:
     )
 
 
-def page(title: str, body: str) -> str:
-    """A complete offline page: UTF-8, a CSP that loads nothing and runs no script."""
+def page(title: str, body: str, csp: str = CSP, css: str = CSS) -> str:
+    """A complete offline page: UTF-8, by default a CSP that loads nothing and runs no script
+    (the exported page's allows its own script) and the report pages' style."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f"<title>{html.escape(title)}</title><style>{css}</style></head>"
         f"<body>{body}</body></html>\n"
     )
 

@@ -24,7 +24,6 @@ from charrnn.model import suffix
 # The gate blocks of each layout, named as charrnn names them (the ONNX LSTM's c is g, the
 # ONNX GRU's h is n).
 CHARRNN_GATES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-TORCH_GATES = CHARRNN_GATES
 ONNX_GATES = {"rnn": ("h",), "lstm": ("i", "o", "f", "g"), "gru": ("z", "r", "n")}
 ONNX_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 

@@ -16,7 +16,7 @@ import numpy as np
 from charrnn import corpus, download
 from charrnn.checkpoint import Run
 from charrnn.errors import CorpusError, VocabError
-from charrnn.files import atomic_writer
+from charrnn.files import atomic_write_bytes, atomic_writer
 from charrnn.vocab import Vocab
 
 NGRAMS = (8, 16, 32)  # symbols: the n-gram sizes whose shares are reported
@@ -32,8 +32,6 @@ SPLITTER_SAMPLE = 1 << 20  # suffixes whose keys choose the blocks' bounds
 EXTEND_SYMBOLS = 64  # a match with one candidate place left grows this many symbols a round
 SCAN_IDS = 4 << 20  # suffixes keyed at a time when the corpus is scanned for its blocks
 MAX_BLOCKS = 1000  # block files open at once: beyond 1.5G symbols, blocks grow instead
-
-Progress = Callable[[int, int], None]  # (suffixes sorted, all of them)
 
 
 @dataclass
@@ -231,6 +229,11 @@ def _blocks(ids: np.ndarray, vocab_size: int, scratch: Path) -> Iterator[np.ndar
         yield sort_suffixes(ids, starts, vocab_size)
 
 
+def _index_meta(digest: str, symbols: int) -> dict:
+    """What INDEX_META says of the index: its version and the training ids it sorts."""
+    return {"version": INDEX_VERSION, "digest": digest, "symbols": symbols}
+
+
 def build_index(ids: np.ndarray, vocab_size: int, folder: Path, digest: str) -> None:
     """Sort every suffix of `ids` into folder/INDEX_FILE (int32 positions while they fit),
     block by block in bounded memory, and record what it indexes in INDEX_META."""
@@ -238,8 +241,7 @@ def build_index(ids: np.ndarray, vocab_size: int, folder: Path, digest: str) -> 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".novelty.", dir=folder) as scratch:
         _write_array(folder / INDEX_FILE, _blocks(ids, vocab_size, Path(scratch)), len(ids), dtype)
-    meta = {"version": INDEX_VERSION, "digest": digest, "symbols": len(ids)}
-    (folder / INDEX_META).write_text(json.dumps(meta), encoding="utf-8")
+    atomic_write_bytes(folder / INDEX_META, json.dumps(_index_meta(digest, len(ids))).encode())
 
 
 class TrainingIndex:
@@ -256,7 +258,7 @@ class TrainingIndex:
         digest = run.config["corpus"]["sha256"]
         try:
             meta = json.loads((folder / INDEX_META).read_text(encoding="utf-8"))
-            fresh = meta == {"version": INDEX_VERSION, "digest": digest, "symbols": len(ids)}
+            fresh = meta == _index_meta(digest, len(ids))
         except (OSError, ValueError):
             fresh = False
         if not fresh:

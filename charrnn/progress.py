@@ -24,7 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from charrnn.corpus import CHUNK_BYTES
+from charrnn.corpus import CHUNK_BYTES, first_names
 from charrnn.observe import Observer, StepStats
 
 LN2 = math.log(2)
@@ -159,10 +159,9 @@ class RichObserver(Observer):
             )
         skipped = info.get("skipped", ())
         if skipped:
-            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             self.out.print(
                 f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that "
-                f"{'are' if len(skipped) > 1 else 'is'} not text: " + ", ".join(skipped[:5]) + more,
+                f"{'are' if len(skipped) > 1 else 'is'} not text: {first_names(skipped)}",
                 markup=False,
             )
         if live(self.out):

@@ -16,6 +16,7 @@ import numpy as np
 
 from charrnn import layouts
 from charrnn.errors import ExportError
+from charrnn.html import page as page_shell
 
 if TYPE_CHECKING:
     from charrnn.checkpoint import Run
@@ -85,10 +86,7 @@ def page(run: Run, meta: dict[str, str], dtype: str = "float16") -> str:
         "form-action 'none'; base-uri 'none'"
     )
     e, name = html.escape, meta["charrnn.run"]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
-        f"<title>{e(name)}: charrnn</title><style>{CSS}</style></head><body>"
+    body = (
         f'<h1 id="run">{e(name)}</h1><p class="about" id="about">{e(about_line(meta))}; '
         f"weights {dtype}.</p>"
         '<form id="form">'
@@ -103,5 +101,6 @@ def page(run: Run, meta: dict[str, str], dtype: str = "float16") -> str:
         '<span></span><button id="generate" type="submit">Generate</button></form>'
         '<p id="status"></p><pre id="output"></pre>'
         f'<script type="application/json" id="model">{_json_in_html(model)}</script>'
-        f"<script>{script}</script></body></html>\n"
+        f"<script>{script}</script>"
     )
+    return page_shell(f"{name}: charrnn", body, csp=csp, css=CSS)

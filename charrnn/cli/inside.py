@@ -133,7 +133,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             table.add_row(k.replace("_", " "), f"{v:.4f}" if isinstance(v, float) else str(v))
     out.print(table)
     if out.is_terminal:
-        chart = loss_chart(read_metrics(args.run, meta))
+        chart = loss_chart(checkpoint.read_metrics(run.path.parent, meta))
         if chart is not None:
             out.print(chart)
     return 0
@@ -325,13 +325,6 @@ def cmd_neurons(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_metrics(run_path: Path, meta: dict) -> list[dict]:
-    """The evaluation records of a run directory, or of the one holding a checkpoint."""
-    from charrnn import checkpoint
-
-    return checkpoint.read_metrics(run_path if run_path.is_dir() else run_path.parent, meta)
-
-
 def validation_tail(meta: dict, max_chars: int) -> str:
     """The last max_chars characters of the corpus the run trained on, from a line start
     (inside the validation split when that is longer); CharRNNError when it is not at hand."""
@@ -366,7 +359,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = checkpoint.load(args.run, args.checkpoint)
     out = console()
-    records = read_metrics(args.run, run.config)
+    records = checkpoint.read_metrics(run.path.parent, run.config)
     if args.text is not None:
         text = read_head(args.text, args.encoding, args.max_chars)
         tr = run_trace(run.model, run.vocab, text)

@@ -148,6 +148,7 @@ function random32(seed) {
 }
 
 const SCORES = new Float64Array(V); // pick's work space: no allocation a symbol
+const SORTED = new Float64Array(V); // top-k's copy of the scores, sorted
 
 function pick(logits, temperature, topK, random) {
   // One id from logits (V,): the argmax at temperature 0 (the first, as np.argmax), else a
@@ -160,7 +161,8 @@ function pick(logits, temperature, topK, random) {
   const scores = SCORES; // (V,)
   for (let v = 0; v < V; v++) scores[v] = logits[v] / temperature;
   if (topK > 0 && topK < V) {
-    const kth = Float64Array.from(scores).sort()[V - topK];
+    SORTED.set(scores);
+    const kth = SORTED.sort()[V - topK];
     for (let v = 0; v < V; v++) if (scores[v] < kth) scores[v] = -Infinity;
   }
   let max = -Infinity;
